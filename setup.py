@@ -1,0 +1,52 @@
+"""The extension modules and their flags; all other metadata lives in pyproject.toml.
+
+Environment switches:
+  LSTM_CORE_DEBUG=1   debug build: -O0 -g, C asserts on, Cython bounds/None checks on
+  LSTM_CORE_NATIVE=1  -march=native (fast on the build machine, not portable: never for wheels)
+"""
+
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LSTM_CORE_DEBUG") == "1"
+NATIVE = os.environ.get("LSTM_CORE_NATIVE") == "1"
+
+# -O3 and no -ffast-math/-Ofast: fast-math links a constructor that flushes denormals for
+# the whole process and lets the compiler break the sigmoid's infinity handling.
+# -g0 overrides CPython's own -g (it triples the size of the module).
+compile_args = ["-std=c99", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+if DEBUG:
+    compile_args += ["-O0", "-g", "-UNDEBUG"]
+    macros = []
+else:
+    compile_args += ["-O3", "-g0"]
+    macros = [("NDEBUG", "1")]
+if NATIVE:
+    compile_args += ["-march=native"]
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "lstm_core._lstm",
+        sources=["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
+        include_dirs=["src", np.get_include()],
+        depends=["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_kernels.inc",
+                 "lstm_core/_blas.pxd", "lstm_core/_kernels.pxd"],
+        define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=compile_args,
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))

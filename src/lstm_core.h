@@ -1,0 +1,163 @@
+/*
+ * lstm_core.h -- the contract of lstm_core's C kernels.
+ *
+ * NOTES
+ *
+ * Dimensions.  T time steps, B batch rows, I input size, H hidden size, G = 4H gate rows.
+ *   Every array is dense and row-major (C order): the rightmost index is contiguous.
+ *   In code I is spelled In: numpy's headers pull in complex.h, which defines the macro I.
+ *   Sizes are int because the BLAS takes int; the caller guarantees that every GEMM
+ *   dimension (T*B, G, I, H) fits in an int.  Offsets are computed in ptrdiff_t.
+ *
+ * Gate order along the G axis: i, f, g, o (input, forget, cell candidate, output).
+ *     z   = x_t w_ih^T + h_{t-1} w_hh^T + bias            [B,G]
+ *     i = sigma(z_i)  f = sigma(z_f)  g = tanh(z_g)  o = sigma(z_o)
+ *     c_t = f * c_{t-1} + i * g
+ *     h_t = o * tanh(c_t)
+ *   Weights are in PyTorch's layout: w_ih [G,I], w_hh [G,H]; bias [G] is b_ih + b_hh.
+ *
+ * Memory.  Every buffer comes from the caller; no function here allocates, fails or reports
+ *   an error.  The caller (the Cython boundary) has validated shapes and pointers; the kernels
+ *   only assert() (debug builds).  A pointer may be NULL only where its line says so.
+ *
+ * Overwrite versus accumulate.  Outputs are overwritten, except the weight gradients
+ *   dw_ih, dw_hh and dbias, which are ACCUMULATED (+=): the caller zeroes them first, or
+ *   keeps adding over several sequences.
+ *
+ * Aliasing.  Only the pairs named "may alias" below may share memory; all other buffers
+ *   are distinct and non-overlapping.
+ *
+ * GEMM.  All matrix products go through a caller-provided row-major GEMM (in lstm_core it
+ *   wraps scipy.linalg.cython_blas):
+ *     c[m,n] = alpha * op(a) @ op(b) + beta * c,   op(a) = a^T if trans_a else a
+ *   with leading dimensions lda, ldb, ldc in elements.  It must accept zero sizes, and
+ *   beta == 0 must ignore the previous content of c (NaN included).  The drivers call it
+ *   from the thread they run on; it must be safe to call from several threads at once.
+ *
+ * Precision.  float32 (_f32) and float64 (_f64) are generated from one source; the
+ *   activations are accurate to a few ulps of the dtype for every finite input and
+ *   saturate to exactly 0 / +-1 without overflow (lstm_activations.h).
+ *
+ * Threads.  No global or static mutable state: concurrent calls on distinct outputs are safe.
+ */
+#ifndef LSTM_CORE_H
+#define LSTM_CORE_H
+
+typedef void (*lstm_gemm_f32)(int trans_a, int trans_b, int m, int n, int k, float alpha,
+                              const float *a, int lda, const float *b, int ldb, float beta,
+                              float *c, int ldc);
+typedef void (*lstm_gemm_f64)(int trans_a, int trans_b, int m, int n, int k, double alpha,
+                              const double *a, int lda, const double *b, int ldb, double beta,
+                              double *c, int ldc);
+
+/*
+ * Per-step activations that the training forward saves and the backward reads.
+ * Slot 0 of h and c holds h0 and c0, so h[0:T] is one contiguous GEMM operand (the h_{t-1}
+ * of every step).
+ */
+typedef struct {
+    float *gates;  /* [T,B,G]   post-activation i, f, g, o of every step */
+    float *c;      /* [T+1,B,H] cell states; c[0] = c0, c[t+1] = c_t */
+    float *tanh_c; /* [T,B,H]   tanh(c_t) */
+    float *h;      /* [T+1,B,H] hidden states; h[0] = h0, h[t+1] = h_t */
+} lstm_cache_f32;
+
+typedef struct {
+    double *gates;
+    double *c;
+    double *tanh_c;
+    double *h;
+} lstm_cache_f64;
+
+/*
+ * lstm_cell_forward: the fused pointwise part of one step, for B rows.
+ *
+ *   h      [B,H]  out  h_t
+ *   c      [B,H]  out  c_t; may alias c_prev (the update is elementwise)
+ *   gates  [B,G]  out  activated i, f, g, o; may alias z; NULL: not stored
+ *   tanh_c [B,H]  out  tanh(c_t); NULL: not stored
+ *   z      [B,G]  in   pre-activations without the bias: x_t w_ih^T + h_{t-1} w_hh^T
+ *   c_prev [B,H]  in   c_{t-1}
+ *   bias   [G]    in   added to z; NULL: no bias
+ */
+void lstm_cell_forward_f32(float *h, float *c, float *gates, float *tanh_c, const float *z,
+                           const float *c_prev, const float *bias, int B, int H);
+void lstm_cell_forward_f64(double *h, double *c, double *gates, double *tanh_c,
+                           const double *z, const double *c_prev, const double *bias, int B,
+                           int H);
+
+/*
+ * lstm_cell_backward: the fused pointwise part of one backward step, for B rows.
+ *
+ *   dz      [B,G]  out  dL/dz, the gradient of the gate pre-activations
+ *   dc_prev [B,H]  out  dL/dc_{t-1}; may alias dc
+ *   dh      [B,H]  in   dL/dh_t flowing back from step t+1 (or dh_n)
+ *   dy      [B,H]  in   dL/dy_t from the output; NULL: zero
+ *   dc      [B,H]  in   dL/dc_t flowing back from step t+1 (or dc_n)
+ *   gates   [B,G]  in   activated i, f, g, o of step t
+ *   c_prev  [B,H]  in   c_{t-1}
+ *   tanh_c  [B,H]  in   tanh(c_t)
+ */
+void lstm_cell_backward_f32(float *dz, float *dc_prev, const float *dh, const float *dy,
+                            const float *dc, const float *gates, const float *c_prev,
+                            const float *tanh_c, int B, int H);
+void lstm_cell_backward_f64(double *dz, double *dc_prev, const double *dh, const double *dy,
+                            const double *dc, const double *gates, const double *c_prev,
+                            const double *tanh_c, int B, int H);
+
+/*
+ * lstm_forward: a whole sequence.  Training mode when cache != NULL, inference otherwise.
+ *
+ *   y      [T,B,H]  out  h_t of every step
+ *   h_n    [B,H]    out  h_T (h0 when T == 0); NULL: not written (y[T-1] holds it)
+ *   c_n    [B,H]    out  c_T (c0 when T == 0); inference uses it as the running cell state
+ *   cache           out  training: every field written, see lstm_cache_*; NULL: inference
+ *   work   [chunk,B,G]   inference only: holds the input projection of `chunk` steps at a
+ *                        time, so memory stays O(chunk*B*H) whatever T; NULL in training
+ *   x      [T,B,I]  in
+ *   h0, c0 [B,H]    in   initial state
+ *   w_ih   [G,I]    in
+ *   w_hh   [G,H]    in
+ *   bias   [G]      in   NULL: no bias
+ *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
+ *                   input projection of all T steps is one GEMM into cache->gates)
+ */
+void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
+                      float *work, const float *x, const float *h0, const float *c0,
+                      const float *w_ih, const float *w_hh, const float *bias, int T, int B,
+                      int In, int H, int chunk, lstm_gemm_f32 gemm);
+void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
+                      double *work, const double *x, const double *h0, const double *c0,
+                      const double *w_ih, const double *w_hh, const double *bias, int T,
+                      int B, int In, int H, int chunk, lstm_gemm_f64 gemm);
+
+/*
+ * lstm_backward: backpropagation through a whole sequence.
+ *
+ *   dx     [T,B,I]  out  overwritten
+ *   dw_ih  [G,I]    out  ACCUMULATED
+ *   dw_hh  [G,H]    out  ACCUMULATED
+ *   dbias  [G]      out  ACCUMULATED; NULL: not computed
+ *   dh0    [B,H]    out  overwritten; also the running dL/dh during the loop
+ *   dc0    [B,H]    out  overwritten; also the running dL/dc during the loop
+ *   dz     [T,B,G]  work dL/dz of every step (kept for the weight GEMMs after the loop)
+ *   dy     [T,B,H]  in   NULL: zero
+ *   dh_n   [B,H]    in   NULL: zero
+ *   dc_n   [B,H]    in   NULL: zero
+ *   cache           in   filled by lstm_forward in training mode with the same inputs
+ *   x      [T,B,I]  in
+ *   w_ih   [G,I]    in
+ *   w_hh   [G,H]    in
+ */
+void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
+                       float *dc0, float *dz, const float *dy, const float *dh_n,
+                       const float *dc_n, const lstm_cache_f32 *cache, const float *x,
+                       const float *w_ih, const float *w_hh, int T, int B, int In, int H,
+                       lstm_gemm_f32 gemm);
+void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
+                       double *dc0, double *dz, const double *dy, const double *dh_n,
+                       const double *dc_n, const lstm_cache_f64 *cache, const double *x,
+                       const double *w_ih, const double *w_hh, int T, int B, int In, int H,
+                       lstm_gemm_f64 gemm);
+
+#endif /* LSTM_CORE_H */

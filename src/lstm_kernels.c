@@ -1,0 +1,37 @@
+/*
+ * lstm_kernels.c -- instantiates lstm_kernels.inc for float32 and float64.
+ */
+#include <assert.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "lstm_activations.h"
+#include "lstm_core.h"
+
+#define real float
+#define FN(name) name##_f32
+#define CACHE lstm_cache_f32
+#define GEMM lstm_gemm_f32
+#define SIGMOID sigmoid_f32
+#define TANH tanh_f32
+#include "lstm_kernels.inc"
+#undef real
+#undef FN
+#undef CACHE
+#undef GEMM
+#undef SIGMOID
+#undef TANH
+
+#define real double
+#define FN(name) name##_f64
+#define CACHE lstm_cache_f64
+#define GEMM lstm_gemm_f64
+#define SIGMOID sigmoid_f64
+#define TANH tanh_f64
+#include "lstm_kernels.inc"
+#undef real
+#undef FN
+#undef CACHE
+#undef GEMM
+#undef SIGMOID
+#undef TANH
