@@ -109,7 +109,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     Backpropagation through time, one step at a time from t = T-1 down to 0.
     """
     x, w_ih, w_hh, h, c, gates = cache.x, cache.w_ih, cache.w_hh, cache.h, cache.c, cache.gates
-    T, B, _ = x.shape
+    T, B, I = x.shape
     H = w_hh.shape[1]
     dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
     if dy.shape != (T, B, H):
@@ -135,7 +135,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         dh = dz[t] @ w_hh
     dz_rows = dz.reshape(T * B, 4 * H)
     dx = (dz_rows @ w_ih).reshape(x.shape)
-    dw_ih = dz_rows.T @ x.reshape(T * B, -1)
+    dw_ih = dz_rows.T @ x.reshape(T * B, I)
     dw_hh = dz_rows.T @ h[:T].reshape(T * B, H)
     dbias = dz_rows.sum(axis=0) if cache.has_bias else None
     out = cache.dtype

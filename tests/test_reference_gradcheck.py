@@ -1,0 +1,65 @@
+"""The reference backward against central finite differences of the reference forward."""
+
+import numpy as np
+import pytest
+
+from lstm_core import reference as ref
+from lstm_problems import Problem
+
+
+def loss(p, x, w_ih, w_hh, bias, h0, c0):
+    """L = <dy, y> + <dh_n, h_n> + <dc_n, c_n>, whose gradient lstm_backward computes."""
+    y, h_n, c_n, _ = ref.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False)
+    return np.sum(p.dy * y) + np.sum(p.dh_n * h_n) + np.sum(p.dc_n * c_n)
+
+
+def numeric_gradient(f, a, eps=1e-6):
+    """Central differences of f with respect to every element of a (modified, then restored)."""
+    g = np.empty_like(a)
+    for idx in np.ndindex(a.shape):
+        saved = a[idx]
+        a[idx] = saved + eps
+        plus = f()
+        a[idx] = saved - eps
+        minus = f()
+        a[idx] = saved
+        g[idx] = (plus - minus) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (3, 2, 3, 2), (4, 3, 2, 3), (6, 1, 4, 2)])
+def test_reference_backward_matches_finite_differences(T, B, I, H):
+    p = Problem(T, B, I, H, seed=T * 100 + H)
+    args = list(p.args(np.float64))
+    _, _, _, cache = ref.lstm_forward(*args)
+    grads = ref.lstm_backward(cache, p.dy, p.dh_n, p.dc_n)
+    analytic = dict(zip(["x", "w_ih", "w_hh", "bias", "h0", "c0"], grads))
+    for position, name in enumerate(["x", "w_ih", "w_hh", "bias", "h0", "c0"]):
+        numeric = numeric_gradient(lambda: loss(p, *args), args[position])
+        error = np.linalg.norm(numeric - analytic[name]) / max(np.linalg.norm(numeric), 1e-300)
+        assert error <= 1e-6, f"d{name}: relative error {error:.2e}"
+
+
+def test_reference_without_bias_returns_no_bias_gradient():
+    p = Problem(3, 2, 3, 2)
+    _, _, _, cache = ref.lstm_forward(*p.args(np.float64, bias=False))
+    assert ref.lstm_backward(cache, p.dy).dbias is None
+
+
+def test_reference_cell_is_one_forward_step():
+    p = Problem(1, 3, 4, 5)
+    x, w_ih, w_hh, bias, h0, c0 = p.args(np.float64)
+    y, _, c_n, _ = ref.lstm_forward(x, w_ih, w_hh, bias, h0, c0)
+    h1, c1 = ref.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)
+    np.testing.assert_array_equal(h1, y[0])
+    np.testing.assert_array_equal(c1, c_n)
+
+
+def test_reference_sigmoid_saturates_without_overflow():
+    z = np.array([-1e30, -710.0, -89.0, 0.0, 89.0, 710.0, 1e30])
+    with np.errstate(over="raise"):
+        s = ref.sigmoid(z)
+    np.testing.assert_array_equal(s[[0, 5, 6]], [0.0, 1.0, 1.0])
+    assert s[3] == 0.5 and s[4] == 1.0
+    # exp(-89) and exp(-710) (subnormal) are still representable in float64
+    np.testing.assert_allclose(s[[1, 2]], np.exp([-710.0, -89.0]), rtol=1e-12)
