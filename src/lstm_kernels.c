@@ -1,5 +1,6 @@
 /*
  * lstm_kernels.c -- instantiates lstm_kernels.inc for float32 and float64.
+ * The .inc undefines its macros at its end, ready for the next dtype.
  */
 #include <assert.h>
 #include <stddef.h>
@@ -15,12 +16,6 @@
 #define SIGMOID sigmoid_f32
 #define TANH tanh_f32
 #include "lstm_kernels.inc"
-#undef real
-#undef FN
-#undef CACHE
-#undef GEMM
-#undef SIGMOID
-#undef TANH
 
 #define real double
 #define FN(name) name##_f64
@@ -29,9 +24,3 @@
 #define SIGMOID sigmoid_f64
 #define TANH tanh_f64
 #include "lstm_kernels.inc"
-#undef real
-#undef FN
-#undef CACHE
-#undef GEMM
-#undef SIGMOID
-#undef TANH

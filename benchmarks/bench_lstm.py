@@ -1,0 +1,568 @@
+"""Benchmark lstm_core against the numpy reference and PyTorch, side by side in one process.
+
+What is measured
+    For each case (T, B, I, H, dtype) and mode, the wall time of one whole call:
+      fwd      lstm_core.lstm_forward(training=False); reference.lstm_forward(training=False);
+               torch.nn.LSTM forward under torch.no_grad().
+      fwd+bwd  lstm_core.lstm_forward(training=True) then lstm_backward(cache, dy);
+               reference forward + backward; torch forward with requires_grad on x, h0, c0
+               and the parameters, then y.backward(dy), grads reset to None before each run.
+      step     (the "cell" case) lstm_core.lstm_cell vs reference.lstm_cell vs
+               torch.nn.LSTMCell under torch.no_grad().
+    lstm_core is called once per sequence (no per-step Python).  Every implementation gets
+    the same arrays: seeded numpy default_rng, weights and both biases U(-1/sqrt(H), 1/sqrt(H)),
+    non-zero h0/c0; torch gets two different biases b_ih, b_hh whose sum is lstm_core's bias.
+
+How
+    time.perf_counter.  Per case, every implementation is first warmed up (at least one
+    untimed call), then the implementations are interleaved: round r times one sample of each,
+    in an order rotated every round, so drift of a shared machine and the lingering spin-wait
+    of another library's thread pool hit all columns alike.  A sample is the mean of `number`
+    back-to-back calls, with `number` chosen from the warm-up so a sample lasts >= 20 ms
+    (1 for anything slower); the reported figure is the median of the samples (default 7,
+    `--repeats`).  An implementation slower than 2 s a call gets min(repeats, 5) samples.
+    Garbage collection is off while sampling.  Before timing a case, lstm_core's results are
+    checked against torch (or, without torch, the reference): y within 1e-3 max abs error in
+    float32 (1e-9 in float64), gradients within the same bound relative to max(1, max |g|);
+    a mismatch aborts the run, so a wrong result is never timed.
+
+    Threads: the whole grid runs once per thread count (default 1 and os.cpu_count()), with
+    threadpoolctl.threadpool_limits(n) (scipy's OpenBLAS, which lstm_core calls, numpy's
+    OpenBLAS, OpenMP) and torch.set_num_threads(n): the same count for every column.
+
+    FLOPs: forward = 2*T*B*(I+H)*4H, forward+backward = 3 x forward.  The roofline,
+    measured in the same run per thread count, is the best GF/s of one float32 GEMM through
+    scipy.linalg.blas.sgemm (the OpenBLAS lstm_core uses; Fortran-ordered operands, output
+    preallocated) for (M, K, N) = (T*B, I, 4H) of S4 and for 1024^3: `sgemm_gfs`.  The same
+    is measured with dgemm for the float64 row.
+
+Run:  python benchmarks/bench_lstm.py [--quick] [--cases S1,S3] [--threads 1,2] [--deepbench]
+Machines are noisy: read medians and ratios, never a single absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.linalg.blas as blas
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import lstm_core
+from lstm_core import reference
+
+try:
+    import torch
+except ImportError:  # torch columns are skipped
+    torch = None
+
+MIN_SAMPLE_S = 0.02  # a sample is several calls when one call is shorter than this
+SLOW_CALL_S = 2.0  # slower calls get SLOW_REPEATS samples (still >= 5 unless --quick)
+SLOW_REPEATS = 5
+QUICK_REPEATS = 3
+IMPLS = ("lstm_core", "reference", "torch")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    T: int
+    B: int
+    I: int  # noqa: E741 (the paper's name)
+    H: int
+    dtype: type
+    cell: bool = False  # single step through the *_cell functions
+    big: bool = False  # --quick skips the reference here
+
+    @property
+    def modes(self):
+        return ("step",) if self.cell else ("fwd", "fwd+bwd")
+
+    def flops(self, mode):
+        forward = 2 * self.T * self.B * (self.I + self.H) * 4 * self.H
+        return 3 * forward if mode == "fwd+bwd" else forward
+
+
+GRID = (
+    Case("S1", 100, 1, 64, 64, np.float32),
+    Case("S2", 100, 16, 128, 128, np.float32),
+    Case("S3", 100, 32, 256, 256, np.float32),
+    Case("S4", 50, 64, 512, 512, np.float32, big=True),
+    Case("S5", 25, 16, 1024, 1024, np.float32, big=True),
+    Case("S3-f64", 100, 32, 256, 256, np.float64),
+    Case("cell", 1, 1, 128, 128, np.float32, cell=True),
+)
+DEEPBENCH = tuple(
+    Case(f"DB-H{h}-N{n}", 25, n, h, h, np.float32, big=True)
+    for h in (512, 1024)
+    for n in (16, 32, 64)
+)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def make_inputs(case, seed):
+    """The numpy arrays every implementation of one case receives."""
+    rng = np.random.default_rng(seed)
+    T, B, I, H, dtype = case.T, case.B, case.I, case.H, case.dtype
+    k = 1.0 / math.sqrt(H)
+
+    def uniform(shape, bound):
+        return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+    inp = {
+        "x": rng.standard_normal((T, B, I)).astype(dtype),
+        "w_ih": uniform((4 * H, I), k),
+        "w_hh": uniform((4 * H, H), k),
+        "b_ih": uniform((4 * H,), k),
+        "b_hh": uniform((4 * H,), k),
+        "h0": uniform((B, H), 0.5),
+        "c0": uniform((B, H), 1.0),
+        "dy": rng.standard_normal((T, B, H)).astype(dtype),
+    }
+    inp["bias"] = (inp["b_ih"] + inp["b_hh"]).astype(dtype)
+    return inp
+
+
+# ----------------------------------------------------------------------------- callables
+
+
+def core_calls(inp, cell):
+    """{mode: zero-argument callable} for lstm_core."""
+    x, w_ih, w_hh, bias, h0, c0, dy = (
+        inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
+    )
+    if cell:
+        return {"step": lambda: lstm_core.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
+
+    def fwd_bwd():
+        _, _, _, cache = lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
+        return lstm_core.lstm_backward(cache, dy)
+
+    return {
+        "fwd": lambda: lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False),
+        "fwd+bwd": fwd_bwd,
+    }
+
+
+def reference_calls(inp, cell):
+    """{mode: callable} for the numpy reference (float64 internally)."""
+    x, w_ih, w_hh, bias, h0, c0, dy = (
+        inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
+    )
+    if cell:
+        return {"step": lambda: reference.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
+
+    def fwd_bwd():
+        _, _, _, cache = reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
+        return reference.lstm_backward(cache, dy)
+
+    return {
+        "fwd": lambda: reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False),
+        "fwd+bwd": fwd_bwd,
+    }
+
+
+def torch_module(inp, cell):
+    """torch.nn.LSTM (or LSTMCell) holding copies of the numpy weights and both biases."""
+    four_h, input_size = inp["w_ih"].shape
+    tdtype = torch.float64 if inp["x"].dtype == np.float64 else torch.float32
+    cls = torch.nn.LSTMCell if cell else torch.nn.LSTM
+    module = cls(input_size, four_h // 4, bias=True, dtype=tdtype)
+    suffix = "" if cell else "_l0"
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            key = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih",
+                   "bias_hh": "b_hh"}[name]
+            getattr(module, name + suffix).copy_(torch.from_numpy(inp[key]))
+    return module
+
+
+def torch_tensors(inp, cell, requires_grad):
+    """x, h0, c0 as torch tensors (fresh copies); torch.nn.LSTM wants (1, B, H) states."""
+    x, h0, c0 = (torch.from_numpy(inp[k].copy()) for k in ("x", "h0", "c0"))
+    if cell:
+        x = x[0]
+    else:
+        h0, c0 = h0[None], c0[None]
+    if requires_grad:
+        for t in (x, h0, c0):
+            t.requires_grad_(True)
+    return x, h0, c0
+
+
+def torch_calls(inp, cell):
+    """{mode: callable} for PyTorch; {} when torch is not installed."""
+    if torch is None:
+        return {}
+    module = torch_module(inp, cell)
+    x, h0, c0 = torch_tensors(inp, cell, requires_grad=False)
+
+    def fwd():
+        with torch.no_grad():
+            return module(x, (h0, c0))
+
+    if cell:
+        return {"step": fwd}
+    xg, h0g, c0g = torch_tensors(inp, cell, requires_grad=True)
+    dy = torch.from_numpy(inp["dy"])
+    leaves = (xg, h0g, c0g, *module.parameters())
+
+    def fwd_bwd():
+        for leaf in leaves:
+            leaf.grad = None
+        y, _ = module(xg, (h0g, c0g))
+        y.backward(dy)
+        return leaves
+
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+
+
+# ----------------------------------------------------------------------------- correctness
+
+
+def _max_err(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def _check(label, got, want, tol, relative=False):
+    err = _max_err(got, want)
+    scale = max(1.0, float(np.max(np.abs(want)))) if relative and np.size(want) else 1.0
+    if not err <= tol * scale:
+        raise AssertionError(
+            f"{label}: lstm_core differs from the oracle by {err:.3g} (> {tol * scale:.3g}); "
+            "refusing to time a wrong result"
+        )
+    return err
+
+
+def _oracle_results(case, inp):
+    """(name, y or h1, grads as a dict or None) from torch, else from the reference."""
+    x, w_ih, w_hh, bias, h0, c0, dy = (
+        inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
+    )
+    if torch is None:
+        if case.cell:
+            return "reference", reference.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)[0], None
+        y, _, _, cache = reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0)
+        return "reference", y, reference.lstm_backward(cache, dy)._asdict()
+    if case.cell:
+        return "torch", torch_calls(inp, True)["step"]()[0].numpy(), None
+    y = torch_calls(inp, False)["fwd"]()[0].numpy()
+    xg, h0g, c0g, w_ih_t, w_hh_t, b_ih_t, _ = torch_calls(inp, False)["fwd+bwd"]()
+    grads = {"dx": xg.grad, "dw_ih": w_ih_t.grad, "dw_hh": w_hh_t.grad, "dbias": b_ih_t.grad,
+             "dh0": h0g.grad[0], "dc0": c0g.grad[0]}
+    return "torch", y, {k: v.numpy() for k, v in grads.items()}
+
+
+def check_case(case, inp):
+    """Assert lstm_core agrees with the oracle (torch when present); return the errors."""
+    tol = 1e-3 if case.dtype == np.float32 else 1e-9
+    oracle, y_want, grads_want = _oracle_results(case, inp)
+    calls = core_calls(inp, case.cell)
+    if case.cell:
+        return {"oracle": oracle, "h1": _check(f"{case.name} h1", calls["step"]()[0], y_want, tol)}
+    errors = {"oracle": oracle, "y_fwd": _check(f"{case.name} y", calls["fwd"]()[0], y_want, tol)}
+    x, w_ih, w_hh, bias, h0, c0 = (inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0"))
+    y, _, _, _ = lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
+    errors["y_train"] = _check(f"{case.name} y (training)", y, y_want, tol)
+    grads = calls["fwd+bwd"]()._asdict()
+    for name, want in grads_want.items():
+        errors[name] = _check(f"{case.name} {name}", grads[name], want, tol, relative=True)
+    return errors
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _time_calls(fn, number):
+    """Mean seconds per call over `number` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number
+
+
+def _warm_up(fn):
+    """Untimed warm-up, then a calibration call; returns the seconds of one call."""
+    seconds = _time_calls(fn, 1)
+    if seconds < MIN_SAMPLE_S:
+        seconds = _time_calls(fn, 1)
+    return seconds
+
+
+def time_interleaved(calls, repeats, quick):
+    """{name: {"times_s", "median_s", "number", "repeats"}} for {name: callable}.
+
+    Every callable is warmed up, then sampled round-robin with the order rotated each round.
+    """
+    plan = {}
+    for name, fn in calls.items():
+        seconds = _warm_up(fn)
+        n = repeats
+        if seconds > SLOW_CALL_S and not quick:
+            n = min(repeats, SLOW_REPEATS)
+        plan[name] = {"number": max(1, math.ceil(MIN_SAMPLE_S / seconds)), "repeats": n,
+                      "times_s": []}
+    names = list(calls)
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(max((p["repeats"] for p in plan.values()), default=0)):
+            shift = r % len(names)
+            for name in names[shift:] + names[:shift]:
+                if r < plan[name]["repeats"]:
+                    plan[name]["times_s"].append(_time_calls(calls[name], plan[name]["number"]))
+    finally:
+        gc.enable()
+    for p in plan.values():
+        p["median_s"] = float(np.median(p["times_s"]))
+    return plan
+
+
+def gemm_roofline(repeats, quick, shapes):
+    """Best GF/s of one sgemm (and one dgemm) through scipy's BLAS over `shapes`."""
+    rng = np.random.default_rng(1)
+    result = {}
+    for routine, dtype in (("sgemm", np.float32), ("dgemm", np.float64)):
+        gemm = getattr(blas, routine)
+        per_shape = {}
+        for m, k, n in shapes:
+            a = np.asfortranarray(rng.standard_normal((m, k)).astype(dtype))
+            b = np.asfortranarray(rng.standard_normal((k, n)).astype(dtype))
+            c = np.zeros((m, n), dtype=dtype, order="F")
+            timing = time_interleaved(
+                {"gemm": lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=1)}, repeats, quick
+            )["gemm"]
+            per_shape[f"{m}x{k}x{n}"] = {**timing, "gflops": 2 * m * k * n / timing["median_s"] / 1e9}
+        result[routine] = per_shape
+        result[f"{routine}_gfs"] = max(v["gflops"] for v in per_shape.values())
+    return result
+
+
+# ----------------------------------------------------------------------------- the grid
+
+
+def run_case(case, args, repeats, roofline):
+    """Check, then time every implementation of one case; returns one row per mode."""
+    inp = make_inputs(case, args.seed)
+    errors = check_case(case, inp)
+    skip_reference = args.quick and case.big
+    per_impl = {
+        "lstm_core": core_calls(inp, case.cell),
+        "reference": {} if skip_reference else reference_calls(inp, case.cell),
+        "torch": torch_calls(inp, case.cell),
+    }
+    rows = []
+    for mode in case.modes:
+        calls = {impl: c[mode] for impl, c in per_impl.items() if mode in c}
+        timings = time_interleaved(calls, repeats, args.quick)
+        rows.append(make_row(case, mode, timings, roofline, errors))
+    return rows
+
+
+def make_row(case, mode, timings, roofline, errors):
+    flops = case.flops(mode)
+    core = timings["lstm_core"]["median_s"]
+    for t in timings.values():
+        t["gflops"] = flops / t["median_s"] / 1e9
+    row = {
+        "case": case.name, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
+        "dtype": np.dtype(case.dtype).name, "mode": mode, "flops": flops,
+        "timings": timings,
+        "lstm_core_gflops": timings["lstm_core"]["gflops"],
+        "pct_sgemm": 100 * timings["lstm_core"]["gflops"] / roofline["sgemm_gfs"],
+        "check_max_err": errors,
+    }
+    if case.dtype == np.float64:
+        row["pct_dgemm"] = 100 * timings["lstm_core"]["gflops"] / roofline["dgemm_gfs"]
+    for impl in ("torch", "reference"):
+        if impl in timings:
+            row[f"ratio_{impl}_over_lstm_core"] = timings[impl]["median_s"] / core
+    return row
+
+
+def run_grid(cases, threads, args, repeats):
+    """{"threads", "roofline", "rows"} for one thread count."""
+    s4 = next(c for c in GRID if c.name == "S4")
+    shapes = [(s4.T * s4.B, s4.I, 4 * s4.H), (1024, 1024, 1024)]
+    with threadpool_limits(limits=threads):
+        if torch is not None:
+            torch.set_num_threads(threads)
+        roofline = gemm_roofline(repeats, args.quick, shapes)
+        rows = []
+        for case in cases:
+            progress(f"[{threads} thread(s)] {case.name} ...")
+            rows.extend(run_case(case, args, repeats, roofline))
+    return {"threads": threads, "roofline": roofline, "rows": rows}
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit():
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def header_info():
+    blas_info = [
+        {k: d.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
+                               "num_threads", "filepath")}
+        for d in threadpool_info()
+    ]
+    return {
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "lstm_core": f"{lstm_core.__version__} ({Path(lstm_core.__file__).parent})",
+        "git": _git_commit(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "blas": blas_info,
+    }
+
+
+def format_header(info):
+    lines = [f"# {k}: {info[k]}" for k in ("date", "python", "numpy", "scipy", "torch",
+                                            "lstm_core", "git", "cpu", "cores", "loadavg")]
+    for d in info["blas"]:
+        lines.append(f"# blas: {d['internal_api']} {d['version']} arch={d['architecture']} "
+                     f"threading={d['threading_layer']} {Path(d['filepath']).name}")
+    return "\n".join(lines)
+
+
+COLUMNS = (("case", 7), ("T", 4), ("B", 3), ("I", 5), ("H", 5), ("dtype", 7), ("mode", 8),
+           ("core ms", 9), ("ref ms", 9), ("torch ms", 9), ("core GF/s", 9), ("%sgemm", 7),
+           ("torch/core", 10), ("ref/core", 9))
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def format_row(row):
+    t = row["timings"]
+    ms = {impl: t[impl]["median_s"] * 1e3 if impl in t else None for impl in IMPLS}
+    cells = (row["case"], row["T"], row["B"], row["I"], row["H"], row["dtype"], row["mode"],
+             _fmt(ms["lstm_core"], ".3f"), _fmt(ms["reference"], ".3f"),
+             _fmt(ms["torch"], ".3f"), _fmt(row["lstm_core_gflops"], ".2f"),
+             _fmt(row["pct_sgemm"], ".1f"), _fmt(row.get("ratio_torch_over_lstm_core"), ".2f"),
+             _fmt(row.get("ratio_reference_over_lstm_core"), ".2f"))
+    return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, COLUMNS))
+
+
+def format_grid(grid):
+    roof = grid["roofline"]
+    lines = [f"\n## {grid['threads']} thread(s)"]
+    for routine in ("sgemm", "dgemm"):
+        shapes = ", ".join(f"{s} {v['gflops']:.1f}" for s, v in roof[routine].items())
+        lines.append(f"# {routine} GF/s (MxKxN): {shapes} -> {routine}_gfs = "
+                     f"{roof[f'{routine}_gfs']:.1f}")
+    lines.append(" ".join(name.rjust(w) for name, w in COLUMNS))
+    lines.extend(format_row(row) for row in grid["rows"])
+    for row in grid["rows"]:
+        if "pct_dgemm" in row:
+            lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeats", type=int, default=7, help="timed samples per cell (>= 5)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK_REPEATS} samples, no reference on big shapes")
+    p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--threads", help="comma-separated thread counts (default: 1,cpu_count)")
+    p.add_argument("--deepbench", action="store_true",
+                   help="add the DeepBench LSTM train shapes (T=25, H=I in {512,1024}, "
+                        "N in {16,32,64})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="JSON results (default: "
+                   "benchmarks/results/bench-<YYYY-MM-DD>.json)")
+    args = p.parse_args(argv)
+    if not args.quick and args.repeats < 5:
+        p.error("--repeats must be at least 5 (use --quick for a smoke run)")
+    return args
+
+
+def select_cases(args):
+    cases = GRID + (DEEPBENCH if args.deepbench else ())
+    if not args.cases:
+        return list(cases)
+    by_name = {c.name: c for c in GRID + DEEPBENCH}
+    wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        sys.exit(f"unknown case(s) {unknown}; known: {sorted(by_name)}")
+    return [by_name[name] for name in wanted]
+
+
+def select_threads(args):
+    if args.threads:
+        return [int(n) for n in args.threads.split(",")]
+    return sorted({1, os.cpu_count() or 1})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    repeats = QUICK_REPEATS if args.quick else args.repeats
+    out = args.out or (Path(__file__).resolve().parent / "results"
+                       / f"bench-{dt.date.today().isoformat()}.json")
+    info = header_info()
+    print(format_header(info), flush=True)
+    start = time.perf_counter()
+    grids = []
+    for threads in select_threads(args):
+        grids.append(run_grid(select_cases(args), threads, args, repeats))
+        print(format_grid(grids[-1]), flush=True)
+    info["total_seconds"] = time.perf_counter() - start
+    print(f"\n# total {info['total_seconds']:.1f} s; ratios > 1 mean lstm_core is faster")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"header": info, "repeats": repeats, "quick": args.quick,
+                               "grids": grids}, indent=1, default=str))
+    print(f"# results: {out}")
+
+
+if __name__ == "__main__":
+    main()
