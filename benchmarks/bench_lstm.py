@@ -16,11 +16,13 @@ What is measured
 How
     time.perf_counter.  Per case, every implementation is first warmed up (at least one
     untimed call), then the implementations are interleaved: round r times one sample of each,
-    in an order rotated every round, so drift of a shared machine and the lingering spin-wait
-    of another library's thread pool hit all columns alike.  A sample is the mean of `number`
-    back-to-back calls, with `number` chosen from the warm-up so a sample lasts >= 20 ms
-    (1 for anything slower); the reported figure is the median of the samples (default 7,
-    `--repeats`).  An implementation slower than 2 s a call gets min(repeats, 5) samples.
+    in an order rotated every round, so drift of a shared machine hits all columns alike.
+    A sample is the mean of `number` back-to-back calls, with `number` chosen from the
+    warm-up so a sample lasts >= 20 ms (1 for anything slower); the reported figure is the
+    median of the samples (default 7, `--repeats`).  With more than one thread, each sample
+    starts after a 0.3 s pause (plus one untimed call when calls are short): idle OpenBLAS
+    workers spin for ~0.1 s after a call and would otherwise steal a core from whichever
+    library runs next, so each sample measures one library in its steady state.  An implementation slower than 2 s a call gets min(repeats, 5) samples.
     Garbage collection is off while sampling.  Before timing a case, lstm_core's results are
     checked against torch (or, without torch, the reference): y within 1e-3 max abs error in
     float32 (1e-9 in float64), gradients within the same bound relative to max(1, max |g|);
@@ -72,6 +74,9 @@ MIN_SAMPLE_S = 0.02  # a sample is several calls when one call is shorter than t
 SLOW_CALL_S = 2.0  # slower calls get SLOW_REPEATS samples (still >= 5 unless --quick)
 SLOW_REPEATS = 5
 QUICK_REPEATS = 3
+# OpenBLAS workers spin ~0.13 s after a call (libgomp's less) and, on few cores, steal the
+# CPU from the next library's threads; multi-threaded samples start after this pause.
+SETTLE_S = 0.3
 IMPLS = ("lstm_core", "reference", "torch")
 
 
@@ -305,13 +310,26 @@ def _warm_up(fn):
     return seconds
 
 
-def time_interleaved(calls, repeats, quick):
+def _sample(fn, number, settle_s):
+    """One sample: seconds per call, after the settle pause (and re-warming short calls)."""
+    if settle_s > 0:
+        time.sleep(settle_s)
+        if number > 1:
+            fn()
+    return _time_calls(fn, number)
+
+
+def time_interleaved(calls, repeats, quick, settle_s=0.0):
     """{name: {"times_s", "median_s", "number", "repeats"}} for {name: callable}.
 
     Every callable is warmed up, then sampled round-robin with the order rotated each round.
+    With settle_s > 0 (multi-threaded runs), each sample starts after a pause of settle_s,
+    so the worker threads of the previous library have stopped spinning, and, for calls
+    shorter than MIN_SAMPLE_S, one untimed call: a sample is the steady state of one library.
     """
     plan = {}
     for name, fn in calls.items():
+        time.sleep(settle_s)
         seconds = _warm_up(fn)
         n = repeats
         if seconds > SLOW_CALL_S and not quick:
@@ -326,7 +344,8 @@ def time_interleaved(calls, repeats, quick):
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:
                 if r < plan[name]["repeats"]:
-                    plan[name]["times_s"].append(_time_calls(calls[name], plan[name]["number"]))
+                    plan[name]["times_s"].append(_sample(calls[name], plan[name]["number"],
+                                                         settle_s))
     finally:
         gc.enable()
     for p in plan.values():
@@ -334,7 +353,7 @@ def time_interleaved(calls, repeats, quick):
     return plan
 
 
-def gemm_roofline(repeats, quick, shapes):
+def gemm_roofline(repeats, quick, shapes, settle_s):
     """Best GF/s of one sgemm (and one dgemm) through scipy's BLAS over `shapes`."""
     rng = np.random.default_rng(1)
     result = {}
@@ -346,7 +365,8 @@ def gemm_roofline(repeats, quick, shapes):
             b = np.asfortranarray(rng.standard_normal((k, n)).astype(dtype))
             c = np.zeros((m, n), dtype=dtype, order="F")
             timing = time_interleaved(
-                {"gemm": lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=1)}, repeats, quick
+                {"gemm": lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=1)}, repeats, quick,
+                settle_s,
             )["gemm"]
             per_shape[f"{m}x{k}x{n}"] = {**timing, "gflops": 2 * m * k * n / timing["median_s"] / 1e9}
         result[routine] = per_shape
@@ -357,7 +377,7 @@ def gemm_roofline(repeats, quick, shapes):
 # ----------------------------------------------------------------------------- the grid
 
 
-def run_case(case, args, repeats, roofline):
+def run_case(case, args, repeats, roofline, settle_s):
     """Check, then time every implementation of one case; returns one row per mode."""
     inp = make_inputs(case, args.seed)
     errors = check_case(case, inp)
@@ -370,7 +390,7 @@ def run_case(case, args, repeats, roofline):
     rows = []
     for mode in case.modes:
         calls = {impl: c[mode] for impl, c in per_impl.items() if mode in c}
-        timings = time_interleaved(calls, repeats, args.quick)
+        timings = time_interleaved(calls, repeats, args.quick, settle_s)
         rows.append(make_row(case, mode, timings, roofline, errors))
     return rows
 
@@ -400,15 +420,16 @@ def run_grid(cases, threads, args, repeats):
     """{"threads", "roofline", "rows"} for one thread count."""
     s4 = next(c for c in GRID if c.name == "S4")
     shapes = [(s4.T * s4.B, s4.I, 4 * s4.H), (1024, 1024, 1024)]
+    settle_s = SETTLE_S if threads > 1 else 0.0
     with threadpool_limits(limits=threads):
         if torch is not None:
             torch.set_num_threads(threads)
-        roofline = gemm_roofline(repeats, args.quick, shapes)
+        roofline = gemm_roofline(repeats, args.quick, shapes, settle_s)
         rows = []
         for case in cases:
             progress(f"[{threads} thread(s)] {case.name} ...")
-            rows.extend(run_case(case, args, repeats, roofline))
-    return {"threads": threads, "roofline": roofline, "rows": rows}
+            rows.extend(run_case(case, args, repeats, roofline, settle_s))
+    return {"threads": threads, "settle_s": settle_s, "roofline": roofline, "rows": rows}
 
 
 def progress(msg):

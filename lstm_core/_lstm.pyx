@@ -5,6 +5,7 @@
 # output and workspace, then releases the GIL and runs the whole computation in C
 # (src/lstm_core.h) without coming back to Python.  There is no module-level mutable state.
 
+cimport cython
 cimport numpy as cnp
 from libc.limits cimport INT_MAX
 
@@ -128,6 +129,7 @@ cdef inline void *_data(cnp.ndarray arr):
 
 # ----------------------------------------------------------------------------- the cache
 
+@cython.final
 cdef class LSTMCache:
     """What lstm_backward needs from one training-mode lstm_forward call.
 
@@ -136,6 +138,7 @@ cdef class LSTMCache:
     gradients) and the saved activations, read-only:
     gates (T, B, 4H) post-activation i, f, g, o; c, h (T+1, B, H) with slot 0 = c0, h0;
     tanh_c (T, B, H).  A cache may be used by any number of lstm_backward calls.
+    Only lstm_forward creates caches; the class cannot be instantiated or subclassed.
     """
 
     cdef readonly cnp.ndarray x, w_ih, w_hh, gates, c, tanh_c, h
@@ -143,6 +146,9 @@ cdef class LSTMCache:
     cdef int typenum
     cdef lstm_cache_f32 c32
     cdef lstm_cache_f64 c64
+
+    def __init__(self):
+        raise TypeError("LSTMCache objects are created by lstm_forward(..., training=True)")
 
     def __repr__(self):
         T, B, I = _shape(self.x)
@@ -278,7 +284,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     Returns LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0); dbias is None when the forward
     had no bias (its gradient is also the gradient of b_ih and of b_hh).
     """
-    if not isinstance(cache, LSTMCache):
+    if not isinstance(cache, LSTMCache) or (<LSTMCache>cache).x is None:
         raise TypeError(
             "cache must be the LSTMCache returned by lstm_forward(..., training=True), "
             f"got {type(cache).__name__}"
