@@ -22,8 +22,9 @@ How
     median of the samples (default 7, `--repeats`).  With more than one thread, each sample
     starts after a 0.3 s pause (plus one untimed call when calls are short): idle OpenBLAS
     workers spin for ~0.1 s after a call and would otherwise steal a core from whichever
-    library runs next, so each sample measures one library in its steady state.  An implementation slower than 2 s a call gets min(repeats, 5) samples.
-    Garbage collection is off while sampling.  Before timing a case, lstm_core's results are
+    library runs next, so each sample measures one library in its steady state.  An
+    implementation slower than 2 s a call gets min(repeats, 5) samples.  Garbage
+    collection is off while sampling.  Before timing a case, lstm_core's results are
     checked against torch (or, without torch, the reference): y within 1e-3 max abs error in
     float32 (1e-9 in float64), gradients within the same bound relative to max(1, max |g|);
     a mismatch aborts the run, so a wrong result is never timed.
@@ -39,7 +40,9 @@ How
     is measured with dgemm for the float64 row.
 
 Run:  python benchmarks/bench_lstm.py [--quick] [--cases S1,S3] [--threads 1,2] [--deepbench]
-Machines are noisy: read medians and ratios, never a single absolute time.
+Machines are noisy: read medians and ratios, never a single absolute time.  Every table
+shows how much CPU other processes used while it ran and lists the cells whose samples
+spread more than 10% (interquartile range / median): re-run those on a quiet machine.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ MIN_SAMPLE_S = 0.02  # a sample is several calls when one call is shorter than t
 SLOW_CALL_S = 2.0  # slower calls get SLOW_REPEATS samples (still >= 5 unless --quick)
 SLOW_REPEATS = 5
 QUICK_REPEATS = 3
+NOISY = 0.10  # samples whose interquartile range exceeds this fraction of the median
 # OpenBLAS workers spin ~0.13 s after a call (libgomp's less) and, on few cores, steal the
 # CPU from the next library's threads; multi-threaded samples start after this pause.
 SETTLE_S = 0.3
@@ -145,38 +149,21 @@ def make_inputs(case, seed):
 # ----------------------------------------------------------------------------- callables
 
 
-def core_calls(inp, cell):
-    """{mode: zero-argument callable} for lstm_core."""
+def api_calls(api, inp, cell):
+    """{mode: zero-argument callable} for a module with lstm_core's functional API
+    (lstm_core itself, or lstm_core.reference, which computes in float64 internally)."""
     x, w_ih, w_hh, bias, h0, c0, dy = (
         inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
     )
     if cell:
-        return {"step": lambda: lstm_core.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
+        return {"step": lambda: api.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
 
     def fwd_bwd():
-        _, _, _, cache = lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
-        return lstm_core.lstm_backward(cache, dy)
+        _, _, _, cache = api.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
+        return api.lstm_backward(cache, dy)
 
     return {
-        "fwd": lambda: lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False),
-        "fwd+bwd": fwd_bwd,
-    }
-
-
-def reference_calls(inp, cell):
-    """{mode: callable} for the numpy reference (float64 internally)."""
-    x, w_ih, w_hh, bias, h0, c0, dy = (
-        inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
-    )
-    if cell:
-        return {"step": lambda: reference.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
-
-    def fwd_bwd():
-        _, _, _, cache = reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
-        return reference.lstm_backward(cache, dy)
-
-    return {
-        "fwd": lambda: reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False),
+        "fwd": lambda: api.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False),
         "fwd+bwd": fwd_bwd,
     }
 
@@ -278,7 +265,7 @@ def check_case(case, inp):
     """Assert lstm_core agrees with the oracle (torch when present); return the errors."""
     tol = 1e-3 if case.dtype == np.float32 else 1e-9
     oracle, y_want, grads_want = _oracle_results(case, inp)
-    calls = core_calls(inp, case.cell)
+    calls = api_calls(lstm_core, inp, case.cell)
     if case.cell:
         return {"oracle": oracle, "h1": _check(f"{case.name} h1", calls["step"]()[0], y_want, tol)}
     errors = {"oracle": oracle, "y_fwd": _check(f"{case.name} y", calls["fwd"]()[0], y_want, tol)}
@@ -350,6 +337,8 @@ def time_interleaved(calls, repeats, quick, settle_s=0.0):
         gc.enable()
     for p in plan.values():
         p["median_s"] = float(np.median(p["times_s"]))
+        q1, q3 = np.percentile(p["times_s"], [25, 75])
+        p["iqr_over_median"] = float((q3 - q1) / p["median_s"])
     return plan
 
 
@@ -368,7 +357,8 @@ def gemm_roofline(repeats, quick, shapes, settle_s):
                 {"gemm": lambda: gemm(1.0, a, b, 0.0, c, overwrite_c=1)}, repeats, quick,
                 settle_s,
             )["gemm"]
-            per_shape[f"{m}x{k}x{n}"] = {**timing, "gflops": 2 * m * k * n / timing["median_s"] / 1e9}
+            timing["gflops"] = 2 * m * k * n / timing["median_s"] / 1e9
+            per_shape[f"{m}x{k}x{n}"] = timing
         result[routine] = per_shape
         result[f"{routine}_gfs"] = max(v["gflops"] for v in per_shape.values())
     return result
@@ -383,8 +373,8 @@ def run_case(case, args, repeats, roofline, settle_s):
     errors = check_case(case, inp)
     skip_reference = args.quick and case.big
     per_impl = {
-        "lstm_core": core_calls(inp, case.cell),
-        "reference": {} if skip_reference else reference_calls(inp, case.cell),
+        "lstm_core": api_calls(lstm_core, inp, case.cell),
+        "reference": {} if skip_reference else api_calls(reference, inp, case.cell),
         "torch": torch_calls(inp, case.cell),
     }
     rows = []
@@ -417,19 +407,46 @@ def make_row(case, mode, timings, roofline, errors):
 
 
 def run_grid(cases, threads, args, repeats):
-    """{"threads", "roofline", "rows"} for one thread count."""
+    """{"threads", "roofline", "rows", ...} for one thread count."""
     s4 = next(c for c in GRID if c.name == "S4")
     shapes = [(s4.T * s4.B, s4.I, 4 * s4.H), (1024, 1024, 1024)]
     settle_s = SETTLE_S if threads > 1 else 0.0
     with threadpool_limits(limits=threads):
         if torch is not None:
             torch.set_num_threads(threads)
+        before = cpu_snapshot()
         roofline = gemm_roofline(repeats, args.quick, shapes, settle_s)
         rows = []
         for case in cases:
             progress(f"[{threads} thread(s)] {case.name} ...")
             rows.extend(run_case(case, args, repeats, roofline, settle_s))
-    return {"threads": threads, "settle_s": settle_s, "roofline": roofline, "rows": rows}
+        load = foreign_load(before, cpu_snapshot())
+    return {"threads": threads, "settle_s": settle_s, "roofline": roofline, "rows": rows,
+            "foreign_load": load}
+
+
+def cpu_snapshot():
+    """(wall s, machine busy CPU s, steal CPU s, this process's CPU s); busy None off Linux."""
+    busy = steal = None
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / tick  # all but idle and iowait
+        steal = fields[7] / tick
+    except (OSError, ValueError, IndexError):
+        pass
+    return time.perf_counter(), busy, steal, time.process_time()
+
+
+def foreign_load(before, after):
+    """CPU used by other processes (and stolen by the hypervisor) while a grid ran, in cores."""
+    wall = after[0] - before[0]
+    if before[1] is None or wall <= 0:
+        return None
+    own = after[3] - before[3]
+    return {"wall_s": wall,
+            "other_cores": max(0.0, (after[1] - before[1]) - own) / wall,
+            "steal_cores": (after[2] - before[2]) / wall}
 
 
 def progress(msg):
@@ -490,7 +507,7 @@ def format_header(info):
     return "\n".join(lines)
 
 
-COLUMNS = (("case", 7), ("T", 4), ("B", 3), ("I", 5), ("H", 5), ("dtype", 7), ("mode", 8),
+COLUMNS = (("case", 11), ("T", 4), ("B", 3), ("I", 5), ("H", 5), ("dtype", 7), ("mode", 8),
            ("core ms", 9), ("ref ms", 9), ("torch ms", 9), ("core GF/s", 9), ("%sgemm", 7),
            ("torch/core", 10), ("ref/core", 9))
 
@@ -512,13 +529,25 @@ def format_row(row):
 
 def format_grid(grid):
     roof = grid["roofline"]
+    load = grid["foreign_load"]
     lines = [f"\n## {grid['threads']} thread(s)"]
+    if load is not None:
+        lines[0] += (f"; other processes used {load['other_cores']:.2f} cores on average "
+                     f"(hypervisor steal {load['steal_cores']:.2f}) over {load['wall_s']:.0f} s")
     for routine in ("sgemm", "dgemm"):
         shapes = ", ".join(f"{s} {v['gflops']:.1f}" for s, v in roof[routine].items())
         lines.append(f"# {routine} GF/s (MxKxN): {shapes} -> {routine}_gfs = "
                      f"{roof[f'{routine}_gfs']:.1f}")
     lines.append(" ".join(name.rjust(w) for name, w in COLUMNS))
     lines.extend(format_row(row) for row in grid["rows"])
+    noisy = [f"{row['case']} {row['mode']} {impl} {t['iqr_over_median']:.2f}"
+             for row in grid["rows"] for impl, t in row["timings"].items()
+             if t["iqr_over_median"] > NOISY]
+    noisy += [f"{routine} {shape} {t['iqr_over_median']:.2f}"
+              for routine in ("sgemm", "dgemm") for shape, t in roof[routine].items()
+              if t["iqr_over_median"] > NOISY]
+    if noisy:
+        lines.append(f"# NOISY (interquartile range / median > {NOISY:.0%}): " + "; ".join(noisy))
     for row in grid["rows"]:
         if "pct_dgemm" in row:
             lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
