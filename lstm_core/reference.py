@@ -23,12 +23,13 @@ LSTMGrads.__doc__ = """Gradients of lstm_backward; dbias is None when the forwar
 # What backward needs from forward, per step; built only when training=True.
 ReferenceCache = namedtuple(
     "ReferenceCache",
-    ["x", "w_ih", "w_hh", "has_bias", "h", "c", "gates", "dtype"],
+    ["x", "w_ih", "w_hh", "has_bias", "h", "c", "gates", "active", "dtype"],
 )
 ReferenceCache.__doc__ = """Saved activations of reference.lstm_forward.
 
 x (T,B,I), w_ih (4H,I), w_hh (4H,H): the float64 inputs; h, c (T+1,B,H): states, slot 0 = h0/c0;
-gates (T,B,4H): post-activation i, f, g, o; dtype: the caller's dtype, used for the results."""
+gates (T,B,4H): post-activation i, f, g, o; active (T,B,1): step t of sequence b lies within its
+length; dtype: the caller's dtype, used for the results."""
 
 
 def sigmoid(z):
@@ -63,6 +64,18 @@ def _state(s, batch, hidden):
     return s
 
 
+def _active(lengths, T, B):
+    """(T, B, 1) bool: True where step t is inside sequence b (t < lengths[b])."""
+    if lengths is None:
+        return np.ones((T, B, 1), dtype=bool)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths must be integers of shape {(B,)}, got {lengths.dtype} {lengths.shape}")
+    if B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths must lie in [0, T={T}], got {lengths.min()}..{lengths.max()}")
+    return (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+
+
 def _gates(z, hidden):
     """Pre-activations (B, 4H) -> activated gates (B, 4H) in order i, f, g, o."""
     a = np.empty_like(z)
@@ -82,25 +95,33 @@ def _step(x_t, h_prev, c_prev, w_ih, w_hh, bias, hidden):
     return h_t, c_t, gates
 
 
-def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True):
+def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None):
     """Run an LSTM over a whole sequence.
 
     x (T,B,I) -> y (T,B,H), h_n (B,H), c_n (B,H), cache (None when training=False).
+    lengths (B,) integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence b's
+    state unchanged and output zeros, so h_n, c_n are each sequence's state at its own length.
     """
     T, B, _, H = _sizes(x, w_ih, w_hh)
+    active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
     x, w_ih, w_hh = _as64(x), _as64(w_ih), _as64(w_hh)
     b = np.zeros(4 * H) if bias is None else _as64(bias)
     h = np.empty((T + 1, B, H))
     c = np.empty((T + 1, B, H))
+    y = np.empty((T, B, H))
     gates = np.empty((T, B, 4 * H))
     h[0], c[0] = _state(h0, B, H), _state(c0, B, H)
     for t in range(T):
-        h[t + 1], c[t + 1], gates[t] = _step(x[t], h[t], c[t], w_ih, w_hh, b, H)
+        h_t, c_t, gates[t] = _step(x[t], h[t], c[t], w_ih, w_hh, b, H)
+        # Past its length a sequence keeps its state and outputs zeros.
+        h[t + 1] = np.where(active[t], h_t, h[t])
+        c[t + 1] = np.where(active[t], c_t, c[t])
+        y[t] = np.where(active[t], h_t, 0.0)
     cache = None
     if training:
-        cache = ReferenceCache(x, w_ih, w_hh, bias is not None, h, c, gates, dtype)
-    return h[1:].astype(dtype), h[T].astype(dtype), c[T].astype(dtype), cache
+        cache = ReferenceCache(x, w_ih, w_hh, bias is not None, h, c, gates, active, dtype)
+    return y.astype(dtype), h[T].astype(dtype), c[T].astype(dtype), cache
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
@@ -118,21 +139,28 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     dc = _state(dc_n, B, H).copy()  # dL/dc_t, flowing backwards
     dz = np.empty((T, B, 4 * H))
     for t in reversed(range(T)):
+        # Past its length a sequence's state passes through untouched and its output is a
+        # constant zero: dy is ignored there, dh and dc flow on unchanged, dz is zero.
+        on = cache.active[t]
         i, f, g, o = np.split(gates[t], 4, axis=1)
-        tanh_c = np.tanh(c[t + 1])
-        dh = dh + dy[t]
-        dc = dc + dh * o * (1.0 - tanh_c**2)
-        dz[t] = np.concatenate(
-            [
-                dc * g * i * (1.0 - i),  # through i = sigmoid(z_i)
-                dc * c[t] * f * (1.0 - f),  # through f = sigmoid(z_f)
-                dc * i * (1.0 - g**2),  # through g = tanh(z_g)
-                dh * tanh_c * o * (1.0 - o),  # through o = sigmoid(z_o)
-            ],
-            axis=1,
+        tanh_c = np.tanh(np.where(on, c[t + 1], 0.0))  # c[t+1] is c_t on active rows
+        dh_t = dh + np.where(on, dy[t], 0.0)
+        dc_t = dc + dh_t * o * (1.0 - tanh_c**2)
+        dz[t] = np.where(
+            on,
+            np.concatenate(
+                [
+                    dc_t * g * i * (1.0 - i),  # through i = sigmoid(z_i)
+                    dc_t * c[t] * f * (1.0 - f),  # through f = sigmoid(z_f)
+                    dc_t * i * (1.0 - g**2),  # through g = tanh(z_g)
+                    dh_t * tanh_c * o * (1.0 - o),  # through o = sigmoid(z_o)
+                ],
+                axis=1,
+            ),
+            0.0,
         )
-        dc = dc * f
-        dh = dz[t] @ w_hh
+        dc = np.where(on, dc_t * f, dc)
+        dh = np.where(on, dz[t] @ w_hh, dh)
     dz_rows = dz.reshape(T * B, 4 * H)
     dx = (dz_rows @ w_ih).reshape(x.shape)
     dw_ih = dz_rows.T @ x.reshape(T * B, I)

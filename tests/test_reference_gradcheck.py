@@ -7,9 +7,11 @@ from lstm_core import reference as ref
 from lstm_problems import Problem
 
 
-def loss(p, x, w_ih, w_hh, bias, h0, c0):
+def loss(p, x, w_ih, w_hh, bias, h0, c0, lengths=None):
     """L = <dy, y> + <dh_n, h_n> + <dc_n, c_n>, whose gradient lstm_backward computes."""
-    y, h_n, c_n, _ = ref.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False)
+    y, h_n, c_n, _ = ref.lstm_forward(
+        x, w_ih, w_hh, bias, h0, c0, training=False, lengths=lengths
+    )
     return np.sum(p.dy * y) + np.sum(p.dh_n * h_n) + np.sum(p.dc_n * c_n)
 
 
@@ -27,15 +29,24 @@ def numeric_gradient(f, a, eps=1e-6):
     return g
 
 
-@pytest.mark.parametrize("T,B,I,H", [(1, 1, 1, 1), (3, 2, 3, 2), (4, 3, 2, 3), (6, 1, 4, 2)])
-def test_reference_backward_matches_finite_differences(T, B, I, H):
+@pytest.mark.parametrize(
+    "T,B,I,H,lengths",
+    [
+        (1, 1, 1, 1, None),
+        (3, 2, 3, 2, None),
+        (4, 3, 2, 3, None),
+        (6, 1, 4, 2, None),
+        (5, 4, 3, 2, [5, 0, 2, 4]),  # variable lengths, an empty sequence among them
+    ],
+)
+def test_reference_backward_matches_finite_differences(T, B, I, H, lengths):
     p = Problem(T, B, I, H, seed=T * 100 + H)
     args = list(p.args(np.float64))
-    _, _, _, cache = ref.lstm_forward(*args)
+    _, _, _, cache = ref.lstm_forward(*args, lengths=lengths)
     grads = ref.lstm_backward(cache, p.dy, p.dh_n, p.dc_n)
     analytic = dict(zip(["x", "w_ih", "w_hh", "bias", "h0", "c0"], grads))
     for position, name in enumerate(["x", "w_ih", "w_hh", "bias", "h0", "c0"]):
-        numeric = numeric_gradient(lambda: loss(p, *args), args[position])
+        numeric = numeric_gradient(lambda: loss(p, *args, lengths), args[position])
         error = np.linalg.norm(numeric - analytic[name]) / max(np.linalg.norm(numeric), 1e-300)
         assert error <= 1e-6, f"d{name}: relative error {error:.2e}"
 
@@ -63,3 +74,19 @@ def test_reference_sigmoid_saturates_without_overflow():
     assert s[3] == 0.5 and s[4] == 1.0
     # exp(-89) and exp(-710) (subnormal) are still representable in float64
     np.testing.assert_allclose(s[[1, 2]], np.exp([-710.0, -89.0]), rtol=1e-12)
+
+
+def test_reference_lengths_freeze_state_and_zero_outputs():
+    p = Problem(6, 3, 4, 5, seed=4)
+    args = p.args(np.float64)
+    lengths = np.array([6, 2, 0])
+    y, h_n, c_n, _ = ref.lstm_forward(*args, lengths=lengths)
+    for b, n in enumerate(lengths):
+        # sequence b alone, cut at its length, gives the same outputs and final state
+        x, w_ih, w_hh, bias, h0, c0 = args
+        y_b, h_b, c_b, _ = ref.lstm_forward(x[:n, b : b + 1], w_ih, w_hh, bias,
+                                             h0[b : b + 1], c0[b : b + 1])
+        np.testing.assert_allclose(y[:n, b], y_b[:, 0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(y[n:, b], 0.0)
+        np.testing.assert_allclose(h_n[b], h_b[0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(c_n[b], c_b[0], rtol=1e-13, atol=1e-15)
