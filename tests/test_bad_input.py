@@ -22,8 +22,6 @@ Helpers live in this file (no conftest.py); the subprocess imports this module b
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
 import tracemalloc
 from dataclasses import dataclass
@@ -34,6 +32,8 @@ import pytest
 
 import lstm_core as lc
 from lstm_core import reference
+
+from lstm_problems import run_python as _run_python
 
 # Small sizes, all different so that a swapped dimension is always a wrong shape.
 T, B, I, H = 3, 2, 5, 4
@@ -604,7 +604,8 @@ def test_bad_input_raises(case):
 
 _SUBPROCESS_SCRIPT = textwrap.dedent(
     """
-    import importlib.util, json, sys
+    import importlib.util, json, os, sys
+    sys.path.insert(0, os.path.dirname(sys.argv[1]))  # for lstm_problems (tests/ holds no lstm_core)
     spec = importlib.util.spec_from_file_location("_bad_input_table", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -612,16 +613,6 @@ _SUBPROCESS_SCRIPT = textwrap.dedent(
     sys.stdout.write("RESULTS " + json.dumps(results) + "\\n")
     """
 )
-
-
-def _run_python(script, *args, cwd, timeout):
-    """sys.executable -c script in a fresh process.  cwd is a scratch folder: `python -c` puts
-    the working directory first on sys.path, and the source tree's lstm_core (no compiled
-    module) must not shadow the installed package."""
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
-    )
 
 
 def test_whole_table_in_fresh_process_does_not_crash(tmp_path):
