@@ -63,7 +63,7 @@ def _report_observed():
     yield
     if OBSERVED:
         worst = max(OBSERVED.items(), key=lambda kv: kv[1][0])
-        print(f"\nproperty tests: max err/tol per output: "
+        print("\nproperty tests: max err/tol per output: "
               + ", ".join(f"{k} {v[0]:.3f}" for k, v in sorted(OBSERVED.items()))
               + f"; worst {worst[0]} {worst[1][0]:.3f} at {worst[1][1]}")
 
