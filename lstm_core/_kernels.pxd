@@ -16,8 +16,8 @@ cdef extern from "lstm_core.h" nogil:
         double *tanh_c
         double *h
 
-    void lstm_cell_forward_f32(float *y, float *h, float *c, float *gates, float *tanh_c, const float *z, const float *h_prev, const float *c_prev, const float *bias, const int *lengths, int t, int B, int H)
-    void lstm_cell_forward_f64(double *y, double *h, double *c, double *gates, double *tanh_c, const double *z, const double *h_prev, const double *c_prev, const double *bias, const int *lengths, int t, int B, int H)
+    void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z, const float *h_prev, const float *bias, const int *lengths, int t, int B, int H)
+    void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z, const double *h_prev, const double *bias, const int *lengths, int t, int B, int H)
     void lstm_cell_backward_f32(float *dz, float *dh, float *dc, const float *dy, const float *gates, const float *c_prev, const float *tanh_c, const int *lengths, int t, int B, int H)
     void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy, const double *gates, const double *c_prev, const double *tanh_c, const int *lengths, int t, int B, int H)
     void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache, float *work, const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh, const float *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm)

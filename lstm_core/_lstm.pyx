@@ -295,7 +295,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
         chunk = <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
-        work = _empty((chunk, B, 4 * H), typenum)
+        work = _empty((chunk * B * 4 * H + B * H,), typenum)
     _forward_arrays(y, h_n, c_n, cache, work, ax, a_h0, a_c0, a_ih, a_hh, a_bias, a_lengths,
                     T, B, I, H, chunk)
     if cache is not None:
@@ -367,7 +367,7 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     a_h, a_c = _contiguous(a_h), _contiguous(a_c)
     cdef cnp.ndarray h1 = _empty((B, H), typenum)
     cdef cnp.ndarray c1 = _empty((B, H), typenum)
-    cdef cnp.ndarray work = _empty((B, 4 * H), typenum)
+    cdef cnp.ndarray work = _empty((B * 4 * H + B * H,), typenum)
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     _forward_arrays(None, h1, c1, None, work, ax, a_h, a_c, a_ih, a_hh, a_bias, None,
                     1, B, I, H, 1)

@@ -25,7 +25,8 @@
  *   keeps adding over several sequences.
  *
  * Aliasing.  Only the pairs named "may alias" below may share memory; all other buffers
- *   are distinct and non-overlapping.
+ *   are distinct and non-overlapping (the row kernels are declared restrict so that the
+ *   compiler vectorises them: "in/out" buffers are updated in place instead of aliased).
  *
  * GEMM.  All matrix products go through a caller-provided row-major GEMM (in lstm_core it
  *   wraps scipy.linalg.cython_blas):
@@ -80,23 +81,22 @@ typedef struct {
 /*
  * lstm_cell_forward: the fused pointwise part of step t, for B rows.
  *
- *   y      [B,H]  out  h_t on active rows, 0 on the others; NULL: not written
- *   h      [B,H]  out  h_t (h_prev on inactive rows); may alias h_prev
- *   c      [B,H]  out  c_t (c_prev on inactive rows); may alias c_prev
- *   gates  [B,G]  out  activated i, f, g, o (0 on inactive rows); may alias z; NULL: not stored
- *   tanh_c [B,H]  out  tanh(c_t) (0 on inactive rows); NULL: not stored
- *   z      [B,G]  in   pre-activations without the bias: x_t w_ih^T + h_{t-1} w_hh^T
- *   h_prev [B,H]  in   h_{t-1}
- *   c_prev [B,H]  in   c_{t-1}
- *   bias   [G]    in   added to z; NULL: no bias
- *   lengths [B], t     which rows are active (see Variable lengths)
+ *   y      [B,H]  out     h_t on active rows, 0 on the others; NULL: not written
+ *   h      [B,H]  out     h_t (h_prev on inactive rows); may alias h_prev
+ *   c      [B,H]  in/out  c_{t-1} in, c_t out (unchanged on inactive rows)
+ *   tanh_c [B,H]  out     tanh(c_t) (0 on inactive rows)
+ *   z      [B,G]  in/out  in: pre-activations without the bias, x_t w_ih^T + h_{t-1} w_hh^T;
+ *                         out: the activated gates i, f, g, o (0 on inactive rows)
+ *   h_prev [B,H]  in      h_{t-1}
+ *   bias   [G]    in      added to z; NULL: no bias
+ *   lengths [B], t        which rows are active (see Variable lengths)
  */
-void lstm_cell_forward_f32(float *y, float *h, float *c, float *gates, float *tanh_c,
-                           const float *z, const float *h_prev, const float *c_prev,
-                           const float *bias, const int *lengths, int t, int B, int H);
-void lstm_cell_forward_f64(double *y, double *h, double *c, double *gates, double *tanh_c,
-                           const double *z, const double *h_prev, const double *c_prev,
-                           const double *bias, const int *lengths, int t, int B, int H);
+void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z,
+                           const float *h_prev, const float *bias, const int *lengths, int t,
+                           int B, int H);
+void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z,
+                           const double *h_prev, const double *bias, const int *lengths, int t,
+                           int B, int H);
 
 /*
  * lstm_cell_backward: the fused pointwise part of backward step t, for B rows.
@@ -128,8 +128,9 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
  *   h_n    [B,H]    out  each row's h at its length (h0 when 0); inference: the running h
  *   c_n    [B,H]    out  each row's c at its length (c0 when 0); inference: the running c
  *   cache           out  training: every field written, see lstm_cache_*; NULL: inference
- *   work   [chunk,B,G]   inference only: holds the input projection of `chunk` steps at a
- *                        time, so memory stays O(chunk*B*H) whatever T; NULL in training
+ *   work   [chunk*B*G + B*H]  inference only: the input projection of `chunk` steps at a
+ *                        time, then B*H scratch, so memory stays O(chunk*B*H) whatever T;
+ *                        NULL in training
  *   x      [T,B,I]  in
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
