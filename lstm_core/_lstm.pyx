@@ -135,11 +135,20 @@ cdef cnp.ndarray _lengths(object value, Py_ssize_t batch, Py_ssize_t steps):
 
 
 cdef cnp.ndarray _empty(tuple shape, int typenum):
-    return np.empty(shape, dtype=np.float32 if typenum == cnp.NPY_FLOAT else np.float64)
+    # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
 
 
 cdef cnp.ndarray _zeros(tuple shape, int typenum):
-    return np.zeros(shape, dtype=np.float32 if typenum == cnp.NPY_FLOAT else np.float64)
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
 
 
 cdef inline void *_data(cnp.ndarray arr):
