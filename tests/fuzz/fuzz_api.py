@@ -1,7 +1,7 @@
 """Fuzz harness over lstm_core's public API: lstm_forward (both modes), lstm_backward, lstm_cell.
 
 The input bytes choose the entry point, the sizes (T <= 6, B <= 5, I <= 7, H <= 6, zeros
-included), the dtype, and for every argument: present or None, a wrong ndim or size, an odd
+included), the dtype, the sequence lengths (none, valid, or invalid), and for every argument: present or None, a wrong ndim or size, an odd
 dtype ('>f4', bool, int, float16, complex, object), a list or a scalar instead of an array, and
 its memory layout (Fortran, negative strides, strided, misaligned, read-only, zero strides);
 values come from a seeded normal distribution and a palette of hard values (+-20, +-89, +-710,
@@ -162,6 +162,21 @@ def _as64(values):
 # ----------------------------------------------------------------------------- entry points
 
 
+def _lengths(r, T, B):
+    """None, valid lengths in [0, T] (a list or an integer array), or invalid ones."""
+    k = r.byte()
+    if k < 130:
+        return None
+    valid = [r.int(0, T) for _ in range(B)]
+    if k < 200:
+        return valid
+    if k < 215:
+        return np.array(valid, dtype=r.choice([np.int8, np.uint16, np.int64, np.uint64]))
+    return r.choice([valid + [0], valid[:-1], [T + 1] * B, [-1] * B, [0.5] * B, "ab",
+                     np.array(valid, dtype=float), [2**63] * B, np.array(valid, dtype=object),
+                     np.array(valid, dtype=bool)])
+
+
 def _sizes(r):
     return r.int(0, 6), r.int(0, 5), r.int(0, 7), r.int(0, 6)
 
@@ -173,7 +188,8 @@ def _forward(r):
             _argument(r, (4 * H, H), dtype, False), _argument(r, (4 * H,), dtype, True),
             _argument(r, (B, H), dtype, True), _argument(r, (B, H), dtype, True)]
     training = r.choice([True, False, 1, 0, None, "yes"])
-    y, h_n, c_n, cache = lc.lstm_forward(*args, training=training)
+    lengths = _lengths(r, T, B)
+    y, h_n, c_n, cache = lc.lstm_forward(*args, training=training, lengths=lengths)
     # The call succeeded: x (whose T is free) and the weights set the sizes and the dtype.
     (T, B, I), H, dtype = args[0].shape, args[2].shape[1], args[0].dtype
     _check_shape("y", y, (T, B, H), dtype)
@@ -181,9 +197,12 @@ def _forward(r):
     _check_shape("c_n", c_n, (B, H), dtype)
     assert (cache is None) == (not training)
     _check_bounded("y", y)
-    if T > 0:
-        _check_bounded("h_n", h_n)
-    else:  # the state passes through, bit for bit
+    if T > 0:  # h_n is some h_t, except for sequences of length 0 (h_n = h0)
+        _check_bounded("h_n", h_n if lengths is None else h_n[np.asarray(lengths) > 0])
+    if lengths is not None and T > 0:  # outputs past each sequence's length are zeros
+        past = np.arange(T)[:, None] >= np.asarray(lengths)[None, :]
+        assert np.all(y[past] == 0), "y is not zero past a sequence's length"
+    if T == 0:  # the state passes through, bit for bit
         for name, out, init in (("h_n", h_n, args[4]), ("c_n", c_n, args[5])):
             want = np.zeros((B, H), dtype) if init is None else np.asarray(init)
             assert out.tobytes() == np.ascontiguousarray(want).tobytes(), f"{name} != initial"
@@ -196,7 +215,7 @@ def _forward(r):
         for name, a in (("y", y), ("h_n", h_n), ("c_n", c_n)):
             assert np.all(np.isfinite(a)), f"{name}: non-finite from moderate inputs"
         if dtype == np.float64:
-            ref = reference.lstm_forward(*_as64(args))
+            ref = reference.lstm_forward(*_as64(args), lengths=lengths)
             for name, a, e in zip(("y", "h_n", "c_n"), (y, h_n, c_n), ref):
                 _check_close(name, a, e)
     return "ok"
@@ -208,7 +227,8 @@ def _backward(r):
     fwd = [_layout(r, _values(r, s, dtype)) for s in ((T, B, I), (4 * H, I), (4 * H, H))]
     bias = None if r.chance(30) else _values(r, (4 * H,), dtype)
     fwd += [bias, _values(r, (B, H), dtype), _values(r, (B, H), dtype)]
-    cache = lc.lstm_forward(*fwd)[3]
+    lengths = None if r.chance(50) else [r.int(0, T) for _ in range(B)]
+    cache = lc.lstm_forward(*fwd, lengths=lengths)[3]
     if r.chance(5):
         cache = r.choice([None, fwd[0], (cache,), lc.LSTMCache.__new__(lc.LSTMCache)])
     grads = [_argument(r, (T, B, H), dtype, True), _argument(r, (B, H), dtype, True),
@@ -223,7 +243,7 @@ def _backward(r):
             a = getattr(g, name)
             assert a is None or np.all(np.isfinite(a)), f"{name}: non-finite from moderate inputs"
         if dtype == np.float64:
-            ref_cache = reference.lstm_forward(*_as64(fwd))[3]
+            ref_cache = reference.lstm_forward(*_as64(fwd), lengths=lengths)[3]
             ref = reference.lstm_backward(ref_cache, *_as64(grads))
             for name in g._fields:
                 if getattr(ref, name) is not None:
