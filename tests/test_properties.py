@@ -1,7 +1,7 @@
 """Property tests: the compiled path against the float64 reference over random problems.
 
 Hypothesis draws the sizes (T in [0, 16], B in [0, 8], I and H in [1, 40]), the dtype, which of
-bias / h0 / c0 / dy / dh_n / dc_n are given, the scales of the values and a seed; numpy's
+bias / h0 / c0 / dy / dh_n / dc_n / lengths (variable sequence lengths) are given, the scales of the values and a seed; numpy's
 generator fills the arrays from the seed (fast, and every example is reproducible from its
 printed blob).  Under the "ci" profile (selected when the CI environment variable is set) the
 examples are derandomized: every CI run checks the same cases.
@@ -45,10 +45,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 C = 8
 EPS = {np.dtype(np.float32): float(np.finfo(np.float32).eps),
        np.dtype(np.float64): float(np.finfo(np.float64).eps)}
-# Measured with the CI profile (2,000 forward+backward examples, 300 cell, 200 split), libm
-# activations: worst y / h_n of float64 at 0.087, worst float32 0.076 (y, h_n, c_n): an 11x
-# margin.  Documentation only; the assertion is err <= tol.
-MEASURED_MAX_RATIO = 0.087
+# Measured with the CI profile (2,000 forward+backward examples, 300 cell, 200 split) on the
+# vectorised activations (<= 2.5 ulps): worst 0.371, dw_ih in float64 for a tiny problem with
+# large inputs (T=B=I=H=2, x ~ N(0, 3^2), weights 2/sqrt(H)), where the sum over rows cancels
+# and max(1, |dw_ih|) understates the size of its terms; every other output stays below 0.1.
+# Three random (dev profile) runs peaked at 0.14-0.17.  Documentation only; the test asserts
+# err <= tol.
+MEASURED_MAX_RATIO = 0.371
 
 FORWARD_EXAMPLES = 2000
 CELL_EXAMPLES = 300
@@ -108,7 +111,7 @@ def problems(draw):
         "T": T, "B": B, "I": I, "H": H,
         "dtype": draw(st.sampled_from([np.float32, np.float64])),
         "given": {name: draw(st.booleans())
-                  for name in ("bias", "h0", "c0", "dy", "dh_n", "dc_n")},
+                  for name in ("bias", "h0", "c0", "dy", "dh_n", "dc_n", "lengths")},
         # weights uniform in +-w/sqrt(H) (torch's init is w = 1); x normal with std sx
         "w": draw(st.sampled_from([0.5, 1.0, 2.0])),
         "sx": draw(st.sampled_from([0.3, 1.0, 3.0])),
@@ -133,6 +136,7 @@ def make_arrays(p):
         "dc_n": rng.normal(0, 1, (B, H)),
     }
     a = {n: v.astype(p["dtype"]) for n, v in a.items()}
+    a["lengths"] = rng.integers(0, T + 1, B)
     for name, present in p["given"].items():
         if not present:
             a[name] = None
@@ -153,20 +157,23 @@ def test_forward_and_backward_match_reference(p):
     K = accumulation_lengths(T, B, I, H)
     label = _label(p)
     fwd_args = [a[n] for n in ("x", "w_ih", "w_hh", "bias", "h0", "c0")]
-    y, h_n, c_n, cache = lc.lstm_forward(*fwd_args)
+    lengths = a["lengths"]
+    y, h_n, c_n, cache = lc.lstm_forward(*fwd_args, lengths=lengths)
     ry, rh, rc, rcache = reference.lstm_forward(
-        *[None if v is None else v.astype(np.float64) for v in fwd_args])
+        *[None if v is None else v.astype(np.float64) for v in fwd_args], lengths=lengths)
     for name, fast, ref in (("y", y, ry), ("h_n", h_n, rh), ("c_n", c_n, rc)):
         assert fast.dtype == p["dtype"], name
         check(name, fast, ref, K["fwd"], label)
     # the invariants of the cell hold exactly, whatever the rounding
     assert_gates_in_range(cache.gates, H)
     assert np.all(np.abs(y) <= 1) and np.all(np.abs(cache.tanh_c) <= 1)
+    if lengths is not None:  # past its length a sequence outputs exact zeros
+        assert np.all(y[np.arange(T)[:, None] >= lengths[None, :]] == 0)
     if T == 0:  # the state passes through bit for bit
         for out, init in ((h_n, a["h0"]), (c_n, a["c0"])):
             np.testing.assert_array_equal(out, 0 if init is None else init)
     # inference keeps nothing per step and chunks its input GEMM; same numbers
-    iy, ih, ic, none = lc.lstm_forward(*fwd_args, training=False)
+    iy, ih, ic, none = lc.lstm_forward(*fwd_args, training=False, lengths=lengths)
     assert none is None
     for name, fast, ref in (("y_inference", iy, ry), ("h_n_inference", ih, rh),
                             ("c_n_inference", ic, rc)):
