@@ -12,7 +12,8 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
-    lstm_forward_f32, lstm_forward_f64,
+    lstm_forward_f32, lstm_forward_f64, lstm_pack_panels_f32, lstm_pack_panels_f64,
+    lstm_panels_size_f32, lstm_panels_size_f64,
 )
 
 import numpy as np
@@ -30,6 +31,23 @@ ctypedef fused real:
 # O(B*H) whatever T (one step at least).
 cdef enum:
     INFERENCE_CHUNK_ROWS = 256
+
+# Batch sizes for which the recurrent products use the packed small-batch kernel instead of
+# the BLAS (src/lstm_core.h, "Small batches"): below, one-row and few-row products are
+# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured on the
+# benchmark shapes (benchmarks/bench_lstm.py).
+cdef enum:
+    PANELS_MIN_BATCH = 8
+    PANELS_MAX_BATCH = 48
+
+
+cdef cnp.ndarray _panels_buffer(Py_ssize_t B, Py_ssize_t K, Py_ssize_t N, int typenum):
+    """Workspace for w_hh packed as a K x N matrix, or None when B is not a small batch."""
+    if B < PANELS_MIN_BATCH or B > PANELS_MAX_BATCH:
+        return None
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
+                            else lstm_panels_size_f64(<int>K, <int>N))
+    return _empty((size,), typenum)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -210,53 +228,65 @@ cdef void _freeze(LSTMCache cache):
 # ----------------------------------------------------------------------------- GIL-free calls
 
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
-                       const real *x, const real *h0, const real *c0, const real *w_ih,
-                       const real *w_hh, const real *bias, const int *lengths, int T, int B,
-                       int I, int H, int chunk):
-    """The whole forward in C with the GIL released."""
+                       real *panels, const real *x, const real *h0, const real *c0,
+                       const real *w_ih, const real *w_hh, const real *bias,
+                       const int *lengths, int T, int B, int I, int H, int chunk):
+    """The whole forward in C with the GIL released (packing w_hh.T first into panels,
+    when given)."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
         if real is float:
-            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, bias, lengths,
-                             T, B, I, H, chunk, gemm_f32)
+            if panels != NULL:
+                lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
+            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, panels, bias,
+                             lengths, T, B, I, H, chunk, gemm_f32)
         else:
-            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, bias, lengths,
-                             T, B, I, H, chunk, gemm_f64)
+            if panels != NULL:
+                lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
+            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
+                             lengths, T, B, I, H, chunk, gemm_f64)
 
 
 cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *dh0,
-                        real *dc0, real *dz, const real *dy, const real *dh_n,
+                        real *dc0, real *dz, real *panels, const real *dy, const real *dh_n,
                         const real *dc_n, LSTMCache cache, int T, int B, int I, int H):
-    """The whole backward in C with the GIL released."""
+    """The whole backward in C with the GIL released (packing w_hh first into panels, when
+    given)."""
     cdef const real *x = <const real *>_data(cache.x)
     cdef const real *w_ih = <const real *>_data(cache.w_ih)
     cdef const real *w_hh = <const real *>_data(cache.w_hh)
     cdef const int *lengths = <const int *>_data(cache.lengths)
     with nogil:
         if real is float:
+            if panels != NULL:
+                lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c32, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f32)
+                              &cache.c32, x, w_ih, w_hh, panels, lengths, T, B, I, H,
+                              gemm_f32)
         else:
+            if panels != NULL:
+                lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c64, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f64)
+                              &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
+                              gemm_f64)
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,
-                          cnp.ndarray work, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
+                          cnp.ndarray work, cnp.ndarray panels, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
                           cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
                           cnp.ndarray lengths, int T, int B, int I, int H, int chunk):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         _run_forward(<float *>_data(y), <float *>_data(h_n), <float *>_data(c_n), cache,
-                     <float *>_data(work), <float *>_data(x), <float *>_data(h0),
+                     <float *>_data(work), <float *>_data(panels), <float *>_data(x), <float *>_data(h0),
                      <float *>_data(c0), <float *>_data(w_ih), <float *>_data(w_hh),
                      <float *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
     else:
         _run_forward(<double *>_data(y), <double *>_data(h_n), <double *>_data(c_n), cache,
-                     <double *>_data(work), <double *>_data(x), <double *>_data(h0),
+                     <double *>_data(work), <double *>_data(panels), <double *>_data(x), <double *>_data(h0),
                      <double *>_data(c0), <double *>_data(w_ih), <double *>_data(w_hh),
                      <double *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
 
@@ -305,8 +335,8 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     else:
         chunk = <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
         work = _empty((chunk * B * 4 * H + B * H,), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, ax, a_h0, a_c0, a_ih, a_hh, a_bias, a_lengths,
-                    T, B, I, H, chunk)
+    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h0,
+                    a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -345,15 +375,16 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray dh0 = _empty((B, H), typenum)
     cdef cnp.ndarray dc0 = _empty((B, H), typenum)
     cdef cnp.ndarray dz = _empty((T, B, 4 * H), typenum)
+    cdef cnp.ndarray panels = _panels_buffer(B, 4 * H, H, typenum)
     if typenum == cnp.NPY_FLOAT:
         _run_backward(<float *>_data(dx), <float *>_data(dw_ih), <float *>_data(dw_hh),
                       <float *>_data(dbias), <float *>_data(dh0), <float *>_data(dc0),
-                      <float *>_data(dz), <float *>_data(a_dy), <float *>_data(a_dh_n),
+                      <float *>_data(dz), <float *>_data(panels), <float *>_data(a_dy), <float *>_data(a_dh_n),
                       <float *>_data(a_dc_n), c, T, B, I, H)
     else:
         _run_backward(<double *>_data(dx), <double *>_data(dw_ih), <double *>_data(dw_hh),
                       <double *>_data(dbias), <double *>_data(dh0), <double *>_data(dc0),
-                      <double *>_data(dz), <double *>_data(a_dy), <double *>_data(a_dh_n),
+                      <double *>_data(dz), <double *>_data(panels), <double *>_data(a_dy), <double *>_data(a_dh_n),
                       <double *>_data(a_dc_n), c, T, B, I, H)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)
 
@@ -378,6 +409,8 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     cdef cnp.ndarray c1 = _empty((B, H), typenum)
     cdef cnp.ndarray work = _empty((B * 4 * H + B * H,), typenum)
     # One inference step of the sequence driver, whose running state ends as h1, c1.
-    _forward_arrays(None, h1, c1, None, work, ax, a_h, a_c, a_ih, a_hh, a_bias, None,
-                    1, B, I, H, 1)
+    # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
+    # step of the sequence give the same bits (packing costs 1/B of the product).
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h,
+                    a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1)
     return h1, c1
