@@ -2,7 +2,7 @@
 #
 # Nobody else calls BLAS.  The functions are inline in this .pxd so every module that cimports
 # them gets its own copy and can hand their address to the C kernels (lstm_core.h, lstm_gemm_*).
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_blas cimport dgemm, dgemv, sgemm, sgemv
 
 ctypedef fused real:
     float
@@ -15,6 +15,26 @@ cdef inline void _scale_rows(int m, int n, real beta, real *c, int ldc) noexcept
     for r in range(m):
         for k in range(n):
             c[r * <Py_ssize_t>ldc + k] = 0 if beta == 0 else beta * c[r * <Py_ssize_t>ldc + k]
+
+
+cdef inline void _gemv(int trans_a, int trans_b, int n, int k, real alpha, const real *a,
+                       int lda, const real *b, int ldb, real beta, real *c) noexcept nogil:
+    # The one-row case of _gemm, c[1,n] = alpha * op(a)[1,k] @ op(b)[k,n] + beta * c, as a
+    # matrix-vector product: OpenBLAS's gemm is up to 3x slower than its gemv for one row
+    # (H >= 512), which is every step of a batch of one.
+    #
+    # The vector op(a) is a[0:k], or a column of stride lda when trans_a.  In column-major
+    # terms the memory of b is b.T: op(b) = b gives c = (that matrix, n x k) @ a ('N'), and
+    # op(b) = b.T gives c = (that matrix, k x n).T @ a ('T').
+    cdef int inc_a = lda if trans_a else 1
+    cdef int inc_c = 1
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int rows = k if trans_b else n
+    cdef int cols = n if trans_b else k
+    if real is float:
+        sgemv(&tb, &rows, &cols, &alpha, <float *>b, &ldb, <float *>a, &inc_a, &beta, c, &inc_c)
+    else:
+        dgemv(&tb, &rows, &cols, &alpha, <double *>b, &ldb, <double *>a, &inc_a, &beta, c, &inc_c)
 
 
 cdef inline void _gemm(int trans_a, int trans_b, int m, int n, int k, real alpha,
@@ -34,7 +54,9 @@ cdef inline void _gemm(int trans_a, int trans_b, int m, int n, int k, real alpha
         if beta != 1:
             _scale_rows(m, n, beta, c, ldc)
         return
-    if real is float:
+    if m == 1:
+        _gemv(trans_a, trans_b, n, k, alpha, a, lda, b, ldb, beta, c)
+    elif real is float:
         sgemm(&tb, &ta, &n, &m, &k, &alpha, <float *>b, &ldb, <float *>a, &lda, &beta, c, &ldc)
     else:
         dgemm(&tb, &ta, &n, &m, &k, &alpha, <double *>b, &ldb, <double *>a, &lda, &beta, c, &ldc)

@@ -16,11 +16,11 @@ cdef extern from "lstm_core.h" nogil:
         double *tanh_c
         double *h
 
-    void lstm_cell_forward_f32(float *h, float *c, float *gates, float *tanh_c, const float *z, const float *c_prev, const float *bias, int B, int H)
-    void lstm_cell_forward_f64(double *h, double *c, double *gates, double *tanh_c, const double *z, const double *c_prev, const double *bias, int B, int H)
-    void lstm_cell_backward_f32(float *dz, float *dc_prev, const float *dh, const float *dy, const float *dc, const float *gates, const float *c_prev, const float *tanh_c, int B, int H)
-    void lstm_cell_backward_f64(double *dz, double *dc_prev, const double *dh, const double *dy, const double *dc, const double *gates, const double *c_prev, const double *tanh_c, int B, int H)
-    void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache, float *work, const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh, const float *bias, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm)
-    void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache, double *work, const double *x, const double *h0, const double *c0, const double *w_ih, const double *w_hh, const double *bias, int T, int B, int In, int H, int chunk, lstm_gemm_f64 gemm)
-    void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0, float *dc0, float *dz, const float *dy, const float *dh_n, const float *dc_n, const lstm_cache_f32 *cache, const float *x, const float *w_ih, const float *w_hh, int T, int B, int In, int H, lstm_gemm_f32 gemm)
-    void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0, double *dc0, double *dz, const double *dy, const double *dh_n, const double *dc_n, const lstm_cache_f64 *cache, const double *x, const double *w_ih, const double *w_hh, int T, int B, int In, int H, lstm_gemm_f64 gemm)
+    void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z, const float *h_prev, const float *bias, const int *lengths, int t, int B, int H)
+    void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z, const double *h_prev, const double *bias, const int *lengths, int t, int B, int H)
+    void lstm_cell_backward_f32(float *dz, float *dh, float *dc, const float *dy, const float *gates, const float *c_prev, const float *tanh_c, const int *lengths, int t, int B, int H)
+    void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy, const double *gates, const double *c_prev, const double *tanh_c, const int *lengths, int t, int B, int H)
+    void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache, float *work, const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh, const float *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm)
+    void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache, double *work, const double *x, const double *h0, const double *c0, const double *w_ih, const double *w_hh, const double *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f64 gemm)
+    void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0, float *dc0, float *dz, const float *dy, const float *dh_n, const float *dc_n, const lstm_cache_f32 *cache, const float *x, const float *w_ih, const float *w_hh, const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm)
+    void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0, double *dc0, double *dz, const double *dy, const double *dh_n, const double *dc_n, const lstm_cache_f64 *cache, const double *x, const double *w_ih, const double *w_hh, const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm)

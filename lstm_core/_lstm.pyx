@@ -115,12 +115,40 @@ cdef cnp.ndarray _state(object value, str name, int typenum, Py_ssize_t batch,
     return arr
 
 
+cdef cnp.ndarray _lengths(object value, Py_ssize_t batch, Py_ssize_t steps):
+    """lengths as a C-int array of shape (B,) with values in [0, T], or None.
+
+    Any integer array-like is accepted (a list, an int64 array): lengths are sizes, not data.
+    """
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape (B,) = ({batch},), got {arr.shape}")
+    if batch > 0 and (arr.min() < 0 or arr.max() > steps):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {steps}], got values from {arr.min()} to {arr.max()}"
+        )
+    return np.ascontiguousarray(arr, dtype=np.intc)
+
+
 cdef cnp.ndarray _empty(tuple shape, int typenum):
-    return np.empty(shape, dtype=np.float32 if typenum == cnp.NPY_FLOAT else np.float64)
+    # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
 
 
 cdef cnp.ndarray _zeros(tuple shape, int typenum):
-    return np.zeros(shape, dtype=np.float32 if typenum == cnp.NPY_FLOAT else np.float64)
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
 
 
 cdef inline void *_data(cnp.ndarray arr):
@@ -137,11 +165,12 @@ cdef class LSTMCache:
     already contiguous, so modifying them in place before lstm_backward changes the
     gradients) and the saved activations, read-only:
     gates (T, B, 4H) post-activation i, f, g, o; c, h (T+1, B, H) with slot 0 = c0, h0;
-    tanh_c (T, B, H).  A cache may be used by any number of lstm_backward calls.
+    tanh_c (T, B, H); lengths (B,) C ints, or None.  Past a sequence's length, gates and
+    tanh_c hold zeros and h, c the carried state.  A cache may be used by any number of lstm_backward calls.
     Only lstm_forward creates caches; the class cannot be instantiated or subclassed.
     """
 
-    cdef readonly cnp.ndarray x, w_ih, w_hh, gates, c, tanh_c, h
+    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, c, tanh_c, h
     cdef readonly bint has_bias
     cdef int typenum
     cdef lstm_cache_f32 c32
@@ -157,10 +186,11 @@ cdef class LSTMCache:
 
 
 cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_bias,
-                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H, int typenum):
+                          cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                          int typenum):
     cdef LSTMCache cache = LSTMCache.__new__(LSTMCache)
-    cache.x, cache.w_ih, cache.w_hh, cache.has_bias, cache.typenum = (
-        x, w_ih, w_hh, has_bias, typenum)
+    cache.x, cache.w_ih, cache.w_hh, cache.has_bias, cache.lengths, cache.typenum = (
+        x, w_ih, w_hh, has_bias, lengths, typenum)
     cache.gates = _empty((T, B, 4 * H), typenum)
     cache.c = _empty((T + 1, B, H), typenum)
     cache.tanh_c = _empty((T, B, H), typenum)
@@ -181,8 +211,8 @@ cdef void _freeze(LSTMCache cache):
 
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
                        const real *x, const real *h0, const real *c0, const real *w_ih,
-                       const real *w_hh, const real *bias, int T, int B, int I, int H,
-                       int chunk):
+                       const real *w_hh, const real *bias, const int *lengths, int T, int B,
+                       int I, int H, int chunk):
     """The whole forward in C with the GIL released."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
@@ -190,10 +220,10 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
         if real is float:
-            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, bias,
+            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, bias, lengths,
                              T, B, I, H, chunk, gemm_f32)
         else:
-            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, bias,
+            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, bias, lengths,
                              T, B, I, H, chunk, gemm_f64)
 
 
@@ -204,39 +234,44 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
     cdef const real *x = <const real *>_data(cache.x)
     cdef const real *w_ih = <const real *>_data(cache.w_ih)
     cdef const real *w_hh = <const real *>_data(cache.w_hh)
+    cdef const int *lengths = <const int *>_data(cache.lengths)
     with nogil:
         if real is float:
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c32, x, w_ih, w_hh, T, B, I, H, gemm_f32)
+                              &cache.c32, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f32)
         else:
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c64, x, w_ih, w_hh, T, B, I, H, gemm_f64)
+                              &cache.c64, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f64)
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,
                           cnp.ndarray work, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
-                          cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias, int T, int B,
-                          int I, int H, int chunk):
+                          cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
+                          cnp.ndarray lengths, int T, int B, int I, int H, int chunk):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         _run_forward(<float *>_data(y), <float *>_data(h_n), <float *>_data(c_n), cache,
                      <float *>_data(work), <float *>_data(x), <float *>_data(h0),
                      <float *>_data(c0), <float *>_data(w_ih), <float *>_data(w_hh),
-                     <float *>_data(bias), T, B, I, H, chunk)
+                     <float *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
     else:
         _run_forward(<double *>_data(y), <double *>_data(h_n), <double *>_data(c_n), cache,
                      <double *>_data(work), <double *>_data(x), <double *>_data(h0),
                      <double *>_data(c0), <double *>_data(w_ih), <double *>_data(w_hh),
-                     <double *>_data(bias), T, B, I, H, chunk)
+                     <double *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
 
 
 # ----------------------------------------------------------------------------- public API
 
-def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True):
+def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None):
     """Run a one-layer LSTM over a whole sequence.
 
     x (T, B, I); w_ih (4H, I); w_hh (4H, H); bias (4H,) = b_ih + b_hh or None;
     h0, c0 (B, H) or None for zeros.  All arrays float32, or all float64.
+    lengths (B,) integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence
+    b's state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
+    length (what torch computes on a packed sequence, without packing); the cache remembers
+    the lengths and lstm_backward masks the gradients to match.
     Returns y (T, B, H), h_n (B, H), c_n (B, H) and a cache for lstm_backward
     (None when training=False, which keeps no per-step activations: memory O(B*H) beyond
     the inputs and outputs).  Non-contiguous inputs are copied once; inputs are never
@@ -248,6 +283,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True):
     a_ih, a_hh, a_bias, H = _weights(w_ih, w_hh, bias, typenum, I, "x")
     cdef cnp.ndarray a_h0 = _state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_c0 = _state(c0, "c0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = _lengths(lengths, B, T)
     if T * B > INT_MAX:
         raise ValueError(
             f"x of shape {_shape(ax)} is too large: T*B must be at most {INT_MAX} "
@@ -265,11 +301,11 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True):
     cdef cnp.ndarray work = None
     cdef int chunk = 1
     if training:
-        cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, T, B, H, typenum)
+        cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
         chunk = <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
-        work = _empty((chunk, B, 4 * H), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, ax, a_h0, a_c0, a_ih, a_hh, a_bias,
+        work = _empty((chunk * B * 4 * H + B * H,), typenum)
+    _forward_arrays(y, h_n, c_n, cache, work, ax, a_h0, a_c0, a_ih, a_hh, a_bias, a_lengths,
                     T, B, I, H, chunk)
     if cache is not None:
         _freeze(cache)
@@ -340,8 +376,8 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     a_h, a_c = _contiguous(a_h), _contiguous(a_c)
     cdef cnp.ndarray h1 = _empty((B, H), typenum)
     cdef cnp.ndarray c1 = _empty((B, H), typenum)
-    cdef cnp.ndarray work = _empty((B, 4 * H), typenum)
-    # One inference step of the sequence driver: y[0] is h1 and the running c is c1.
-    _forward_arrays(h1, None, c1, None, work, ax, a_h, a_c, a_ih, a_hh, a_bias,
+    cdef cnp.ndarray work = _empty((B * 4 * H + B * H,), typenum)
+    # One inference step of the sequence driver, whose running state ends as h1, c1.
+    _forward_arrays(None, h1, c1, None, work, ax, a_h, a_c, a_ih, a_hh, a_bias, None,
                     1, B, I, H, 1)
     return h1, c1

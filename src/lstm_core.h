@@ -25,7 +25,8 @@
  *   keeps adding over several sequences.
  *
  * Aliasing.  Only the pairs named "may alias" below may share memory; all other buffers
- *   are distinct and non-overlapping.
+ *   are distinct and non-overlapping (the row kernels are declared restrict so that the
+ *   compiler vectorises them: "in/out" buffers are updated in place instead of aliased).
  *
  * GEMM.  All matrix products go through a caller-provided row-major GEMM (in lstm_core it
  *   wraps scipy.linalg.cython_blas):
@@ -70,66 +71,85 @@ typedef struct {
 } lstm_cache_f64;
 
 /*
- * lstm_cell_forward: the fused pointwise part of one step, for B rows.
- *
- *   h      [B,H]  out  h_t
- *   c      [B,H]  out  c_t; may alias c_prev (the update is elementwise)
- *   gates  [B,G]  out  activated i, f, g, o; may alias z; NULL: not stored
- *   tanh_c [B,H]  out  tanh(c_t); NULL: not stored
- *   z      [B,G]  in   pre-activations without the bias: x_t w_ih^T + h_{t-1} w_hh^T
- *   c_prev [B,H]  in   c_{t-1}
- *   bias   [G]    in   added to z; NULL: no bias
+ * Variable lengths.  Every function below takes `lengths` [B] (NULL: every sequence runs all T
+ * steps).  Step t of row b is ACTIVE when t < lengths[b], with 0 <= lengths[b] <= T.  Past its
+ * length a row keeps its state unchanged (h_t = h_{t-1}, c_t = c_{t-1}) and outputs zeros, so
+ * h_n, c_n hold each row's state at its own length; the backward passes dh and dc through
+ * such steps untouched and gives them zero dz.  The GEMMs still run over all B rows.
  */
-void lstm_cell_forward_f32(float *h, float *c, float *gates, float *tanh_c, const float *z,
-                           const float *c_prev, const float *bias, int B, int H);
-void lstm_cell_forward_f64(double *h, double *c, double *gates, double *tanh_c,
-                           const double *z, const double *c_prev, const double *bias, int B,
-                           int H);
 
 /*
- * lstm_cell_backward: the fused pointwise part of one backward step, for B rows.
+ * lstm_cell_forward: the fused pointwise part of step t, for B rows.
  *
- *   dz      [B,G]  out  dL/dz, the gradient of the gate pre-activations
- *   dc_prev [B,H]  out  dL/dc_{t-1}; may alias dc
- *   dh      [B,H]  in   dL/dh_t flowing back from step t+1 (or dh_n)
- *   dy      [B,H]  in   dL/dy_t from the output; NULL: zero
- *   dc      [B,H]  in   dL/dc_t flowing back from step t+1 (or dc_n)
- *   gates   [B,G]  in   activated i, f, g, o of step t
- *   c_prev  [B,H]  in   c_{t-1}
- *   tanh_c  [B,H]  in   tanh(c_t)
+ *   y      [B,H]  out     h_t on active rows, 0 on the others; NULL: not written
+ *   h      [B,H]  out     h_t (h_prev on inactive rows); may alias h_prev
+ *   c      [B,H]  in/out  c_{t-1} in, c_t out (unchanged on inactive rows)
+ *   tanh_c [B,H]  out     tanh(c_t) (0 on inactive rows)
+ *   z      [B,G]  in/out  in: pre-activations without the bias, x_t w_ih^T + h_{t-1} w_hh^T;
+ *                         out: the activated gates i, f, g, o (0 on inactive rows)
+ *   h_prev [B,H]  in      h_{t-1}
+ *   bias   [G]    in      added to z; NULL: no bias
+ *   lengths [B], t        which rows are active (see Variable lengths)
  */
-void lstm_cell_backward_f32(float *dz, float *dc_prev, const float *dh, const float *dy,
-                            const float *dc, const float *gates, const float *c_prev,
-                            const float *tanh_c, int B, int H);
-void lstm_cell_backward_f64(double *dz, double *dc_prev, const double *dh, const double *dy,
-                            const double *dc, const double *gates, const double *c_prev,
-                            const double *tanh_c, int B, int H);
+void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z,
+                           const float *h_prev, const float *bias, const int *lengths, int t,
+                           int B, int H);
+void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z,
+                           const double *h_prev, const double *bias, const int *lengths, int t,
+                           int B, int H);
+
+/*
+ * lstm_cell_backward: the fused pointwise part of backward step t, for B rows.
+ *
+ *   dz      [B,G]  out     dL/dz, the gradient of the gate pre-activations (0 on inactive rows)
+ *   dh      [B,H]  in/out  in: dL/dh_t from the later steps (or dh_n), without dy.
+ *                          out: the part of dL/dh_{t-1} that does not pass through z: 0 on
+ *                          active rows, dL/dh_t on inactive ones.  The caller completes it
+ *                          with dh += dz @ w_hh.
+ *   dc      [B,H]  in/out  in: dL/dc_t; out: dL/dc_{t-1}
+ *   dy      [B,H]  in      dL/dy_t from the output; NULL: zero
+ *   gates   [B,G]  in      activated i, f, g, o of step t
+ *   c_prev  [B,H]  in      c_{t-1}
+ *   tanh_c  [B,H]  in      tanh(c_t)
+ *   lengths [B], t         which rows are active
+ */
+void lstm_cell_backward_f32(float *dz, float *dh, float *dc, const float *dy, const float *gates,
+                            const float *c_prev, const float *tanh_c, const int *lengths, int t,
+                            int B, int H);
+void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy,
+                            const double *gates, const double *c_prev, const double *tanh_c,
+                            const int *lengths, int t, int B, int H);
 
 /*
  * lstm_forward: a whole sequence.  Training mode when cache != NULL, inference otherwise.
  *
- *   y      [T,B,H]  out  h_t of every step
- *   h_n    [B,H]    out  h_T (h0 when T == 0); NULL: not written (y[T-1] holds it)
- *   c_n    [B,H]    out  c_T (c0 when T == 0); inference uses it as the running cell state
+ *   y      [T,B,H]  out  h_t of every step, 0 past each row's length; NULL (inference only):
+ *                        not written, e.g. for a single streaming step whose h_n is y[0]
+ *   h_n    [B,H]    out  each row's h at its length (h0 when 0); inference: the running h
+ *   c_n    [B,H]    out  each row's c at its length (c0 when 0); inference: the running c
  *   cache           out  training: every field written, see lstm_cache_*; NULL: inference
- *   work   [chunk,B,G]   inference only: holds the input projection of `chunk` steps at a
- *                        time, so memory stays O(chunk*B*H) whatever T; NULL in training
+ *   work   [chunk*B*G + B*H]  inference only: the input projection of `chunk` steps at a
+ *                        time, then B*H scratch, so memory stays O(chunk*B*H) whatever T;
+ *                        NULL in training
  *   x      [T,B,I]  in
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   bias   [G]      in   NULL: no bias
+ *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
  *                   input projection of all T steps is one GEMM into cache->gates)
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
-                      const float *w_ih, const float *w_hh, const float *bias, int T, int B,
-                      int In, int H, int chunk, lstm_gemm_f32 gemm);
+                      const float *w_ih, const float *w_hh, const float *bias,
+                      const int *lengths, int T, int B, int In, int H, int chunk,
+                      lstm_gemm_f32 gemm);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
-                      const double *w_ih, const double *w_hh, const double *bias, int T,
-                      int B, int In, int H, int chunk, lstm_gemm_f64 gemm);
+                      const double *w_ih, const double *w_hh, const double *bias,
+                      const int *lengths, int T, int B, int In, int H, int chunk,
+                      lstm_gemm_f64 gemm);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
@@ -148,16 +168,17 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   x      [T,B,I]  in
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
+ *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
  */
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
-                       const float *w_ih, const float *w_hh, int T, int B, int In, int H,
-                       lstm_gemm_f32 gemm);
+                       const float *w_ih, const float *w_hh, const int *lengths, int T, int B,
+                       int In, int H, lstm_gemm_f32 gemm);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
-                       const double *w_ih, const double *w_hh, int T, int B, int In, int H,
-                       lstm_gemm_f64 gemm);
+                       const double *w_ih, const double *w_hh, const int *lengths, int T, int B,
+                       int In, int H, lstm_gemm_f64 gemm);
 
 #endif /* LSTM_CORE_H */
