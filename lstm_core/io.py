@@ -93,26 +93,36 @@ def save_model(model, path):
         os.close(folder_fd)
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+_PICKLE_PROTOCOL = b"\x80"  # the first byte of every pickle of protocol 2 or later
+
+
 def _read_arrays(path):
     """Every entry of the .npz at path, loaded with allow_pickle=False; ValueError for
-    anything that is not a readable, pickle-free archive."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(_refusal(path, error)) from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path} holds a single array, not an {FORMAT} archive (.npz)")
-    with archive:
+    anything that is not a readable, pickle-free archive.
+
+    The magic bytes are checked first: numpy would treat any non-zip, non-.npy file as a
+    pickle.  The file is opened here, so it is closed whatever goes wrong while reading.
+    """
+    with open(path, "rb") as stream:
+        magic = stream.read(len(_NPY_MAGIC))
+        if magic.startswith(_PICKLE_PROTOCOL):
+            raise ValueError(_refusal(path, "a Python pickle"))
+        if magic.startswith(_NPY_MAGIC):
+            raise ValueError(f"{path} holds a single .npy array, not an {FORMAT} archive (.npz)")
+        if not magic.startswith(_ZIP_MAGIC):
+            raise ValueError(_refusal(path, f"it starts with {magic!r}, not a zip header"))
+        stream.seek(0)
         try:
-            return {name: archive[name] for name in archive.files}
+            with np.load(stream, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
         except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
             raise ValueError(_refusal(path, error)) from error
 
 
 def _refusal(path, error):
-    if "allow_pickle" in str(error):
+    if "pickle" in str(error):
         return (f"{path} contains pickled data, which is refused: model files are read with "
                 f"allow_pickle=False because unpickling can run arbitrary code ({error})")
     return f"{path} is not a readable {FORMAT} archive (corrupt or truncated?): {error}"
