@@ -54,6 +54,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -476,6 +477,17 @@ def _git_commit():
         return None
 
 
+def import_seconds(runs=5):
+    """Median time of `import lstm_core` in fresh interpreters (numpy and scipy included)."""
+    code = "import time; t = time.perf_counter(); import lstm_core; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=Path(lstm_core.__file__).parents[1], check=True)
+        times.append(float(out.stdout))
+    return statistics.median(times)
+
+
 def header_info():
     blas_info = [
         {k: d.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
@@ -495,12 +507,14 @@ def header_info():
         "cores": os.cpu_count(),
         "loadavg": os.getloadavg(),
         "blas": blas_info,
+        "import_s": import_seconds(),
     }
 
 
 def format_header(info):
     lines = [f"# {k}: {info[k]}" for k in ("date", "python", "numpy", "scipy", "torch",
-                                            "lstm_core", "git", "cpu", "cores", "loadavg")]
+                                            "lstm_core", "git", "cpu", "cores", "loadavg",
+                                            "import_s")]
     for d in info["blas"]:
         lines.append(f"# blas: {d['internal_api']} {d['version']} arch={d['architecture']} "
                      f"threading={d['threading_layer']} {Path(d['filepath']).name}")
