@@ -43,20 +43,14 @@ def kernels(request, monkeypatch):
 def test_lengths_match_torch_packed_sequences(kernels, layers, bidirectional, batch_first,
                                               dtype):
     pytest.importorskip("torch")
-    from test_layers_torch import compare, torch_module
+    from test_layers_torch import compare, twin_stacks
 
     T, I, H = 7, 3, 4
     lengths = np.array([4, 7, 1, 5, 2])  # unsorted, one full, one of a single step
     B = len(lengths)
     seed = 10 * layers + 2 * bidirectional + batch_first
-    module = torch_module(I, H, layers, bidirectional, batch_first, dtype, seed)
-    lstm = lc.LSTM(I, H, layers, batch_first=batch_first, bidirectional=bidirectional,
-                   dtype=dtype)
-    lstm.load_state_dict(module.state_dict())
-    rng = np.random.default_rng(seed)
-    D = 2 if bidirectional else 1
-    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    hx = (rng.uniform(-0.9, 0.9, (layers * D, B, H)), rng.standard_normal((layers * D, B, H)))
+    module, lstm, x, hx, rng = twin_stacks(T, B, I, H, layers, bidirectional, batch_first,
+                                           dtype, seed)
     actual, _ = compare(module, lstm, x, hx, dtype, rng, lengths)
     y = actual["y"] if batch_first else actual["y"].transpose(1, 0, 2)
     for b, length in enumerate(lengths):

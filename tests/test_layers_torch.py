@@ -29,6 +29,21 @@ def torch_module(I, H, layers, bidirectional, batch_first, dtype, seed):
     return module
 
 
+def twin_stacks(T, B, I, H, layers, bidirectional, batch_first, dtype, seed):
+    """A torch.nn.LSTM, an lc.LSTM loaded from its state_dict as is, seeded input x in the
+    layout batch_first asks for, non-zero (h0, c0), and the generator for the rest."""
+    module = torch_module(I, H, layers, bidirectional, batch_first, dtype, seed)
+    lstm = lc.LSTM(I, H, layers, batch_first=batch_first, bidirectional=bidirectional,
+                   dtype=dtype)
+    lstm.load_state_dict(module.state_dict())  # torch tensors, loaded as is
+    assert list(lstm.params) == [k for k, _ in module.named_parameters()]
+    rng = np.random.default_rng(seed)
+    stacks = layers * (2 if bidirectional else 1)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
+    hx = (rng.uniform(-0.9, 0.9, (stacks, B, H)), rng.standard_normal((stacks, B, H)))
+    return module, lstm, x, hx, rng
+
+
 def run_torch(module, x, hx, dy, dh_n, dc_n, dtype, lengths=None):
     """y, h_n, c_n and the gradients of sum(y*dy) + sum(h_n*dh_n) + sum(c_n*dc_n)."""
     tensor = lambda a: torch.tensor(a, dtype=TORCH_DTYPE[dtype], requires_grad=True)  # noqa
@@ -75,16 +90,10 @@ def compare(module, lstm, x, hx, dtype, rng, lengths=None):
 def test_stack_matches_torch(layers, bidirectional, batch_first, dtype):
     T, B, I, H = 6, 3, 5, 4
     seed = 100 * layers + 10 * bidirectional + batch_first
-    module = torch_module(I, H, layers, bidirectional, batch_first, dtype, seed)
-    lstm = lc.LSTM(I, H, layers, batch_first=batch_first, bidirectional=bidirectional,
-                   dtype=dtype)
-    lstm.load_state_dict(module.state_dict())  # torch tensors, loaded as is
-    assert list(lstm.params) == [k for k, _ in module.named_parameters()]
-    rng = np.random.default_rng(seed)
-    D = 2 if bidirectional else 1
-    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    hx = (rng.uniform(-0.9, 0.9, (layers * D, B, H)), rng.standard_normal((layers * D, B, H)))
+    module, lstm, x, hx, rng = twin_stacks(T, B, I, H, layers, bidirectional, batch_first,
+                                           dtype, seed)
     actual, _ = compare(module, lstm, x, hx, dtype, rng)
+    D = 2 if bidirectional else 1
     assert actual["y"].shape == ((B, T, D * H) if batch_first else (T, B, D * H))
 
 
