@@ -22,8 +22,9 @@ from lstm_core.optim import Adam, clip_grad_norm
 
 
 class History(dict):
-    """Metric name -> list of one value per epoch ("loss", "val_loss", "accuracy",
-    "val_accuracy", "lr").  Attributes: best_epoch (0-based, the epoch early stopping
+    """Metric name -> list of one value per epoch: "loss" (the mean over the epoch's batches,
+    as they were trained), "val_loss", "accuracy" and "val_accuracy" (integer labels), "lr"
+    (the learning rate at the start of the epoch).  Attributes: best_epoch (0-based, the epoch early stopping
     judged best, or None without patience), stopped_early (bool)."""
 
     best_epoch = None
@@ -146,7 +147,8 @@ def _hits(out, labels, mask):
 
 
 class _Totals:
-    """Running sums of one epoch: loss weighted by counted targets, and accuracy."""
+    """Running sums of one epoch: each batch's loss weighted by its number of targets (steps
+    times sequences for per-step targets), and the hits and counts behind the accuracy."""
 
     def __init__(self):
         self.loss = self.weight = self.hits = self.counted = 0.0
@@ -231,7 +233,7 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
                         state = _train_step(model, loss_fn, optimizer, data, chunk, totals,
                                             clip_norm, state)
                 display.batch_done()
-            metrics = {"loss": totals.loss / totals.weight}
+            metrics = {"loss": totals.loss / max(totals.weight, 1)}
             if totals.counted:
                 metrics["accuracy"] = totals.hits / totals.counted
             if val is not None:
@@ -296,7 +298,7 @@ def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=Fa
 
 def evaluate(model, x, y, *, loss="mse", lengths=None, batch_size=None):
     """{"loss": ...} of the model on (x, y) in eval mode, the mean over every counted target
-    (padding steps excluded); with loss="cross_entropy" also "accuracy"."""
+    (padding steps excluded); with integer labels also "accuracy"."""
     _check_model(model)
     loss_fn = get_loss(loss)
     data = _Data(model, x, y, lengths)
