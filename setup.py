@@ -54,11 +54,20 @@ directives = {
 
 extensions = [
     Extension(
+        "lstm_core._boundary",
+        sources=["lstm_core/_boundary.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    ),
+    Extension(
         "lstm_core._lstm",
         sources=["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
         include_dirs=["src", np.get_include()],
         depends=["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_kernels.inc",
-                 "lstm_core/_blas.pxd", "lstm_core/_kernels.pxd"],
+                 "src/lstm_panels.inc", "lstm_core/_blas.pxd", "lstm_core/_kernels.pxd",
+                 "lstm_core/_boundary.pxd"],
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,

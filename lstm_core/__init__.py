@@ -6,19 +6,50 @@
 
 Gate order i, f, g, o; PyTorch's weight layout; time-major (T, B, I) arrays; float32 or
 float64.  lstm_core.reference holds the numpy twin of every function.
+
+On top of them (each module imports only the ones below it):
+    layers  LSTM (torch.nn.LSTM's shapes and state_dict), Linear, SequenceModel
+    losses  mse_loss, cross_entropy_loss -> (loss, gradient)
+    optim   SGD, Adam, AdamW, clip_grad_norm, schedules
+    train   fit, predict, evaluate
+    io      save_model, load_model, Keras weight conversion
 """
 
 from lstm_core import reference
 from lstm_core._lstm import LSTMCache, lstm_backward, lstm_cell, lstm_forward
+from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
+from lstm_core.layers import LSTM, Linear, SequenceModel
+from lstm_core.losses import cross_entropy_loss, mse_loss
+from lstm_core.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_schedule, step_schedule
 from lstm_core.reference import LSTMGrads
+from lstm_core.train import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LSTM",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "History",
     "LSTMCache",
     "LSTMGrads",
+    "Linear",
+    "SequenceModel",
+    "clip_grad_norm",
+    "cosine_schedule",
+    "cross_entropy_loss",
+    "evaluate",
+    "fit",
+    "from_keras_weights",
+    "load_model",
     "lstm_backward",
     "lstm_cell",
     "lstm_forward",
+    "mse_loss",
+    "predict",
     "reference",
+    "save_model",
+    "step_schedule",
+    "to_keras_weights",
 ]

@@ -10,12 +10,16 @@ cimport numpy as cnp
 from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
+from lstm_core._boundary cimport (
+    checked, contiguous, data_of, empty, expect_shape, lengths_of, shape_of, state, weights,
+    zeros,
+)
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
-    lstm_forward_f32, lstm_forward_f64,
+    lstm_forward_f32, lstm_forward_f64, lstm_pack_panels_f32, lstm_pack_panels_f64,
+    lstm_panels_size_f32, lstm_panels_size_f64,
 )
 
-import numpy as np
 
 from lstm_core.reference import LSTMGrads
 
@@ -31,128 +35,22 @@ ctypedef fused real:
 cdef enum:
     INFERENCE_CHUNK_ROWS = 256
 
-
-# ----------------------------------------------------------------------------- validation
-
-cdef cnp.ndarray _checked(object value, str name, int ndim, str layout, int typenum,
-                          str dtype_owner):
-    """value as an ndarray of ndim axes and the call's dtype, not yet made contiguous.
-
-    typenum < 0 accepts float32 or float64 (the first array of a call sets the dtype);
-    dtype_owner names the argument that set it, for the error message.
-    """
-    if not cnp.PyArray_Check(value):
-        raise TypeError(f"{name} must be a numpy.ndarray {layout}, got {type(value).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>value
-    cdef int t = cnp.PyArray_TYPE(arr)
-    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
-    if not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise TypeError(
-            f"{name} has non-native byte order (dtype {arr.dtype.str!r}); "
-            f"convert it first, e.g. {name}.astype({arr.dtype.name!r})"
-        )
-    if typenum >= 0 and t != typenum:
-        raise TypeError(
-            f"{name} has dtype {arr.dtype} but {dtype_owner} has "
-            f"{np.dtype(np.float32 if typenum == cnp.NPY_FLOAT else np.float64)}: "
-            f"all arrays of one call must share one dtype"
-        )
-    if cnp.PyArray_NDIM(arr) != ndim:
-        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {_shape(arr)}")
-    return arr
+# Batch sizes for which the recurrent products use the packed small-batch kernel instead of
+# the BLAS (src/lstm_core.h, "Small batches"): below, one-row and few-row products are
+# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured on the
+# benchmark shapes (benchmarks/bench_lstm.py).
+cdef enum:
+    PANELS_MIN_BATCH = 8
+    PANELS_MAX_BATCH = 48
 
 
-cdef inline tuple _shape(cnp.ndarray arr):
-    return (<object>arr).shape
-
-
-cdef _expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning):
-    if _shape(arr) != expected:
-        raise ValueError(f"{name} must have shape {meaning} = {expected}, got {_shape(arr)}")
-
-
-cdef cnp.ndarray _contiguous(cnp.ndarray arr):
-    """arr itself when C-contiguous and aligned, else one C-contiguous copy (never a view
-    that could be read out of bounds)."""
-    if cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr):
-        return arr
-    return cnp.PyArray_FROM_OTF(arr, cnp.PyArray_TYPE(arr), cnp.NPY_ARRAY_IN_ARRAY)
-
-
-cdef tuple _weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size,
-                    str dtype_owner):
-    """Checked (w_ih, w_hh, bias or None, H); the shapes must agree with input_size."""
-    cdef cnp.ndarray a_ih = _checked(w_ih, "w_ih", 2, "(4H, I)", typenum, dtype_owner)
-    cdef cnp.ndarray a_hh = _checked(w_hh, "w_hh", 2, "(4H, H)", typenum, dtype_owner)
-    cdef cnp.ndarray a_bias = None
-    cdef Py_ssize_t gate_rows = a_ih.shape[0]
-    if gate_rows % 4 != 0:
-        raise ValueError(
-            f"w_ih must have 4*H rows (gates i, f, g, o stacked), got shape {_shape(a_ih)}"
-        )
-    cdef Py_ssize_t hidden = gate_rows // 4
-    _expect_shape(a_ih, "w_ih", (gate_rows, input_size), "(4H, I)")
-    _expect_shape(a_hh, "w_hh", (gate_rows, hidden), "(4H, H)")
-    if bias is not None:
-        a_bias = _checked(bias, "bias", 1, "(4H,)", typenum, dtype_owner)
-        _expect_shape(a_bias, "bias", (gate_rows,), "(4H,)")
-    if gate_rows > INT_MAX or input_size > INT_MAX:
-        raise ValueError(
-            f"w_ih of shape {_shape(a_ih)} is too large: every dimension must be at most "
-            f"{INT_MAX} (the BLAS uses 32-bit sizes)"
-        )
-    return a_ih, a_hh, a_bias, hidden
-
-
-cdef cnp.ndarray _state(object value, str name, int typenum, Py_ssize_t batch,
-                        Py_ssize_t hidden, str dtype_owner, bint optional):
-    """A checked (B, H) state; None gives zeros when the argument is optional."""
-    if value is None and optional:
+cdef cnp.ndarray _panels_buffer(Py_ssize_t B, Py_ssize_t K, Py_ssize_t N, int typenum):
+    """Workspace for w_hh packed as a K x N matrix, or None when B is not a small batch."""
+    if B < PANELS_MIN_BATCH or B > PANELS_MAX_BATCH:
         return None
-    cdef cnp.ndarray arr = _checked(value, name, 2, "(B, H)", typenum, dtype_owner)
-    _expect_shape(arr, name, (batch, hidden), "(B, H)")
-    return arr
-
-
-cdef cnp.ndarray _lengths(object value, Py_ssize_t batch, Py_ssize_t steps):
-    """lengths as a C-int array of shape (B,) with values in [0, T], or None.
-
-    Any integer array-like is accepted (a list, an int64 array): lengths are sizes, not data.
-    """
-    if value is None:
-        return None
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    if arr.shape != (batch,):
-        raise ValueError(f"lengths must have shape (B,) = ({batch},), got {arr.shape}")
-    if batch > 0 and (arr.min() < 0 or arr.max() > steps):
-        raise ValueError(
-            f"lengths must lie in [0, T] = [0, {steps}], got values from {arr.min()} to {arr.max()}"
-        )
-    return np.ascontiguousarray(arr, dtype=np.intc)
-
-
-cdef cnp.ndarray _empty(tuple shape, int typenum):
-    # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
-    cdef cnp.npy_intp dims[3]
-    cdef int ndim = len(shape)
-    for axis in range(ndim):
-        dims[axis] = shape[axis]
-    return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
-
-
-cdef cnp.ndarray _zeros(tuple shape, int typenum):
-    cdef cnp.npy_intp dims[3]
-    cdef int ndim = len(shape)
-    for axis in range(ndim):
-        dims[axis] = shape[axis]
-    return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
-
-
-cdef inline void *_data(cnp.ndarray arr):
-    return NULL if arr is None else cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
+                            else lstm_panels_size_f64(<int>K, <int>N))
+    return empty((size,), typenum)
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -180,8 +78,8 @@ cdef class LSTMCache:
         raise TypeError("LSTMCache objects are created by lstm_forward(..., training=True)")
 
     def __repr__(self):
-        T, B, I = _shape(self.x)
-        return (f"<LSTMCache T={T} B={B} I={I} H={_shape(self.w_hh)[1]} "
+        T, B, I = shape_of(self.x)
+        return (f"<LSTMCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
                 f"dtype={self.x.dtype} bias={bool(self.has_bias)}>")
 
 
@@ -191,14 +89,14 @@ cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bin
     cdef LSTMCache cache = LSTMCache.__new__(LSTMCache)
     cache.x, cache.w_ih, cache.w_hh, cache.has_bias, cache.lengths, cache.typenum = (
         x, w_ih, w_hh, has_bias, lengths, typenum)
-    cache.gates = _empty((T, B, 4 * H), typenum)
-    cache.c = _empty((T + 1, B, H), typenum)
-    cache.tanh_c = _empty((T, B, H), typenum)
-    cache.h = _empty((T + 1, B, H), typenum)
-    cache.c32 = lstm_cache_f32(<float *>_data(cache.gates), <float *>_data(cache.c),
-                               <float *>_data(cache.tanh_c), <float *>_data(cache.h))
-    cache.c64 = lstm_cache_f64(<double *>_data(cache.gates), <double *>_data(cache.c),
-                               <double *>_data(cache.tanh_c), <double *>_data(cache.h))
+    cache.gates = empty((T, B, 4 * H), typenum)
+    cache.c = empty((T + 1, B, H), typenum)
+    cache.tanh_c = empty((T, B, H), typenum)
+    cache.h = empty((T + 1, B, H), typenum)
+    cache.c32 = lstm_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.c),
+                               <float *>data_of(cache.tanh_c), <float *>data_of(cache.h))
+    cache.c64 = lstm_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.c),
+                               <double *>data_of(cache.tanh_c), <double *>data_of(cache.h))
     return cache
 
 
@@ -210,55 +108,67 @@ cdef void _freeze(LSTMCache cache):
 # ----------------------------------------------------------------------------- GIL-free calls
 
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
-                       const real *x, const real *h0, const real *c0, const real *w_ih,
-                       const real *w_hh, const real *bias, const int *lengths, int T, int B,
-                       int I, int H, int chunk):
-    """The whole forward in C with the GIL released."""
+                       real *panels, const real *x, const real *h0, const real *c0,
+                       const real *w_ih, const real *w_hh, const real *bias,
+                       const int *lengths, int T, int B, int I, int H, int chunk):
+    """The whole forward in C with the GIL released (packing w_hh.T first into panels,
+    when given)."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
         if real is float:
-            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, bias, lengths,
-                             T, B, I, H, chunk, gemm_f32)
+            if panels != NULL:
+                lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
+            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, panels, bias,
+                             lengths, T, B, I, H, chunk, gemm_f32)
         else:
-            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, bias, lengths,
-                             T, B, I, H, chunk, gemm_f64)
+            if panels != NULL:
+                lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
+            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
+                             lengths, T, B, I, H, chunk, gemm_f64)
 
 
 cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *dh0,
-                        real *dc0, real *dz, const real *dy, const real *dh_n,
+                        real *dc0, real *dz, real *panels, const real *dy, const real *dh_n,
                         const real *dc_n, LSTMCache cache, int T, int B, int I, int H):
-    """The whole backward in C with the GIL released."""
-    cdef const real *x = <const real *>_data(cache.x)
-    cdef const real *w_ih = <const real *>_data(cache.w_ih)
-    cdef const real *w_hh = <const real *>_data(cache.w_hh)
-    cdef const int *lengths = <const int *>_data(cache.lengths)
+    """The whole backward in C with the GIL released (packing w_hh first into panels, when
+    given)."""
+    cdef const real *x = <const real *>data_of(cache.x)
+    cdef const real *w_ih = <const real *>data_of(cache.w_ih)
+    cdef const real *w_hh = <const real *>data_of(cache.w_hh)
+    cdef const int *lengths = <const int *>data_of(cache.lengths)
     with nogil:
         if real is float:
+            if panels != NULL:
+                lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c32, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f32)
+                              &cache.c32, x, w_ih, w_hh, panels, lengths, T, B, I, H,
+                              gemm_f32)
         else:
+            if panels != NULL:
+                lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c64, x, w_ih, w_hh, lengths, T, B, I, H, gemm_f64)
+                              &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
+                              gemm_f64)
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,
-                          cnp.ndarray work, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
+                          cnp.ndarray work, cnp.ndarray panels, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
                           cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
                           cnp.ndarray lengths, int T, int B, int I, int H, int chunk):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
-        _run_forward(<float *>_data(y), <float *>_data(h_n), <float *>_data(c_n), cache,
-                     <float *>_data(work), <float *>_data(x), <float *>_data(h0),
-                     <float *>_data(c0), <float *>_data(w_ih), <float *>_data(w_hh),
-                     <float *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
+        _run_forward(<float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n), cache,
+                     <float *>data_of(work), <float *>data_of(panels), <float *>data_of(x), <float *>data_of(h0),
+                     <float *>data_of(c0), <float *>data_of(w_ih), <float *>data_of(w_hh),
+                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk)
     else:
-        _run_forward(<double *>_data(y), <double *>_data(h_n), <double *>_data(c_n), cache,
-                     <double *>_data(work), <double *>_data(x), <double *>_data(h0),
-                     <double *>_data(c0), <double *>_data(w_ih), <double *>_data(w_hh),
-                     <double *>_data(bias), <int *>_data(lengths), T, B, I, H, chunk)
+        _run_forward(<double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n), cache,
+                     <double *>data_of(work), <double *>data_of(panels), <double *>data_of(x), <double *>data_of(h0),
+                     <double *>data_of(c0), <double *>data_of(w_ih), <double *>data_of(w_hh),
+                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -277,26 +187,26 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     the inputs and outputs).  Non-contiguous inputs are copied once; inputs are never
     modified; the GIL is released while the kernels run.
     """
-    cdef cnp.ndarray ax = _checked(x, "x", 3, "(T, B, I)", -1, "x")
+    cdef cnp.ndarray ax = checked(x, "x", 3, "(T, B, I)", -1, "x")
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
-    a_ih, a_hh, a_bias, H = _weights(w_ih, w_hh, bias, typenum, I, "x")
-    cdef cnp.ndarray a_h0 = _state(h0, "h0", typenum, B, H, "x", True)
-    cdef cnp.ndarray a_c0 = _state(c0, "c0", typenum, B, H, "x", True)
-    cdef cnp.ndarray a_lengths = _lengths(lengths, B, T)
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 4, "i, f, g, o")
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_c0 = state(c0, "c0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
     if T * B > INT_MAX:
         raise ValueError(
-            f"x of shape {_shape(ax)} is too large: T*B must be at most {INT_MAX} "
+            f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
             f"(the BLAS uses 32-bit sizes)"
         )
     # Everything is valid: copy what needs copying, allocate, run.
-    ax, a_ih, a_hh = _contiguous(ax), _contiguous(a_ih), _contiguous(a_hh)
-    a_bias = None if a_bias is None else _contiguous(a_bias)
-    a_h0 = _zeros((B, H), typenum) if a_h0 is None else _contiguous(a_h0)
-    a_c0 = _zeros((B, H), typenum) if a_c0 is None else _contiguous(a_c0)
-    cdef cnp.ndarray y = _empty((T, B, H), typenum)
-    cdef cnp.ndarray h_n = _empty((B, H), typenum)
-    cdef cnp.ndarray c_n = _empty((B, H), typenum)
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_bias = contiguous(a_bias)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    a_c0 = zeros((B, H), typenum) if a_c0 is None else contiguous(a_c0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef cnp.ndarray c_n = empty((B, H), typenum)
     cdef LSTMCache cache = None
     cdef cnp.ndarray work = None
     cdef int chunk = 1
@@ -304,9 +214,9 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
         chunk = <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
-        work = _empty((chunk * B * 4 * H + B * H,), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, ax, a_h0, a_c0, a_ih, a_hh, a_bias, a_lengths,
-                    T, B, I, H, chunk)
+        work = empty((chunk * B * 4 * H + B * H,), typenum)
+    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h0,
+                    a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -331,30 +241,29 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef Py_ssize_t H = c.w_hh.shape[1]
     cdef cnp.ndarray a_dy = None
     if dy is not None:
-        a_dy = _checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
-        _expect_shape(a_dy, "dy", (T, B, H), "(T, B, H) of the forward call")
-    cdef cnp.ndarray a_dh_n = _state(dh_n, "dh_n", typenum, B, H, "cache", True)
-    cdef cnp.ndarray a_dc_n = _state(dc_n, "dc_n", typenum, B, H, "cache", True)
-    a_dy = None if a_dy is None else _contiguous(a_dy)
-    a_dh_n = None if a_dh_n is None else _contiguous(a_dh_n)
-    a_dc_n = None if a_dc_n is None else _contiguous(a_dc_n)
-    cdef cnp.ndarray dx = _empty((T, B, I), typenum)
-    cdef cnp.ndarray dw_ih = _zeros((4 * H, I), typenum)
-    cdef cnp.ndarray dw_hh = _zeros((4 * H, H), typenum)
-    cdef cnp.ndarray dbias = _zeros((4 * H,), typenum) if c.has_bias else None
-    cdef cnp.ndarray dh0 = _empty((B, H), typenum)
-    cdef cnp.ndarray dc0 = _empty((B, H), typenum)
-    cdef cnp.ndarray dz = _empty((T, B, 4 * H), typenum)
+        a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
+        expect_shape(a_dy, "dy", (T, B, H), "(T, B, H) of the forward call")
+    cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
+    cdef cnp.ndarray a_dc_n = state(dc_n, "dc_n", typenum, B, H, "cache", True)
+    a_dy, a_dh_n, a_dc_n = contiguous(a_dy), contiguous(a_dh_n), contiguous(a_dc_n)
+    cdef cnp.ndarray dx = empty((T, B, I), typenum)
+    cdef cnp.ndarray dw_ih = zeros((4 * H, I), typenum)
+    cdef cnp.ndarray dw_hh = zeros((4 * H, H), typenum)
+    cdef cnp.ndarray dbias = zeros((4 * H,), typenum) if c.has_bias else None
+    cdef cnp.ndarray dh0 = empty((B, H), typenum)
+    cdef cnp.ndarray dc0 = empty((B, H), typenum)
+    cdef cnp.ndarray dz = empty((T, B, 4 * H), typenum)
+    cdef cnp.ndarray panels = _panels_buffer(B, 4 * H, H, typenum)
     if typenum == cnp.NPY_FLOAT:
-        _run_backward(<float *>_data(dx), <float *>_data(dw_ih), <float *>_data(dw_hh),
-                      <float *>_data(dbias), <float *>_data(dh0), <float *>_data(dc0),
-                      <float *>_data(dz), <float *>_data(a_dy), <float *>_data(a_dh_n),
-                      <float *>_data(a_dc_n), c, T, B, I, H)
+        _run_backward(<float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
+                      <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
+                      <float *>data_of(dz), <float *>data_of(panels), <float *>data_of(a_dy), <float *>data_of(a_dh_n),
+                      <float *>data_of(a_dc_n), c, T, B, I, H)
     else:
-        _run_backward(<double *>_data(dx), <double *>_data(dw_ih), <double *>_data(dw_hh),
-                      <double *>_data(dbias), <double *>_data(dh0), <double *>_data(dc0),
-                      <double *>_data(dz), <double *>_data(a_dy), <double *>_data(a_dh_n),
-                      <double *>_data(a_dc_n), c, T, B, I, H)
+        _run_backward(<double *>data_of(dx), <double *>data_of(dw_ih), <double *>data_of(dw_hh),
+                      <double *>data_of(dbias), <double *>data_of(dh0), <double *>data_of(dc0),
+                      <double *>data_of(dz), <double *>data_of(panels), <double *>data_of(a_dy), <double *>data_of(a_dh_n),
+                      <double *>data_of(a_dc_n), c, T, B, I, H)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)
 
 
@@ -363,21 +272,23 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
 
     The streaming path: no cache, nothing kept between calls; same rules as lstm_forward.
     """
-    cdef cnp.ndarray ax = _checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
+    cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
-    a_ih, a_hh, a_bias, H = _weights(w_ih, w_hh, bias, typenum, I, "x_t")
-    cdef cnp.ndarray a_h = _state(h, "h", typenum, B, H, "x_t", False)
-    cdef cnp.ndarray a_c = _state(c, "c", typenum, B, H, "x_t", False)
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x_t", 4, "i, f, g, o")
+    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
+    cdef cnp.ndarray a_c = state(c, "c", typenum, B, H, "x_t", False)
     if B > INT_MAX:
-        raise ValueError(f"x_t of shape {_shape(ax)} is too large: B must be at most {INT_MAX}")
-    ax, a_ih, a_hh = _contiguous(ax), _contiguous(a_ih), _contiguous(a_hh)
-    a_bias = None if a_bias is None else _contiguous(a_bias)
-    a_h, a_c = _contiguous(a_h), _contiguous(a_c)
-    cdef cnp.ndarray h1 = _empty((B, H), typenum)
-    cdef cnp.ndarray c1 = _empty((B, H), typenum)
-    cdef cnp.ndarray work = _empty((B * 4 * H + B * H,), typenum)
+        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_bias = contiguous(a_bias)
+    a_h, a_c = contiguous(a_h), contiguous(a_c)
+    cdef cnp.ndarray h1 = empty((B, H), typenum)
+    cdef cnp.ndarray c1 = empty((B, H), typenum)
+    cdef cnp.ndarray work = empty((B * 4 * H + B * H,), typenum)
     # One inference step of the sequence driver, whose running state ends as h1, c1.
-    _forward_arrays(None, h1, c1, None, work, ax, a_h, a_c, a_ih, a_hh, a_bias, None,
-                    1, B, I, H, 1)
+    # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
+    # step of the sequence give the same bits (packing costs 1/B of the product).
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h,
+                    a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1)
     return h1, c1

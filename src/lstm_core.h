@@ -44,6 +44,8 @@
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
 
+#include <stddef.h>
+
 typedef void (*lstm_gemm_f32)(int trans_a, int trans_b, int m, int n, int k, float alpha,
                               const float *a, int lda, const float *b, int ldb, float beta,
                               float *c, int ldc);
@@ -121,6 +123,24 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
                             const int *lengths, int t, int B, int H);
 
 /*
+ * Small batches.  For a few rows (8 <= B <= 48 is where it pays), the BLAS spends much of
+ * each step repacking w_hh; the drivers can instead use a built-in kernel that reads a copy
+ * of the weights packed once per call into panels of PANEL columns (16 float32 or 8 float64,
+ * one 64-byte vector), each K rows deep:  packed[p][k][j] = W[k][p*PANEL + j], zero past N.
+ * It fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
+ * set, as the BLAS's do).
+ *
+ *   lstm_panels_size: elements of the packed copy of a K x N matrix W
+ *   lstm_pack_panels:
+ *     packed [lstm_panels_size(K, N)]  out
+ *     w      [K,N], or [N,K] when transposed (W = w.T)   in
+ */
+ptrdiff_t lstm_panels_size_f32(int K, int N);
+ptrdiff_t lstm_panels_size_f64(int K, int N);
+void lstm_pack_panels_f32(float *packed, const float *w, int K, int N, int transposed);
+void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int transposed);
+
+/*
  * lstm_forward: a whole sequence.  Training mode when cache != NULL, inference otherwise.
  *
  *   y      [T,B,H]  out  h_t of every step, 0 past each row's length; NULL (inference only):
@@ -135,6 +155,8 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
+ *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1): the
+ *                        recurrent products use the small-batch kernel; NULL: the GEMM
  *   bias   [G]      in   NULL: no bias
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
@@ -142,14 +164,14 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
-                      const float *w_ih, const float *w_hh, const float *bias,
-                      const int *lengths, int T, int B, int In, int H, int chunk,
-                      lstm_gemm_f32 gemm);
+                      const float *w_ih, const float *w_hh, const float *w_hh_panels,
+                      const float *bias, const int *lengths, int T, int B, int In, int H,
+                      int chunk, lstm_gemm_f32 gemm);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
-                      const double *w_ih, const double *w_hh, const double *bias,
-                      const int *lengths, int T, int B, int In, int H, int chunk,
-                      lstm_gemm_f64 gemm);
+                      const double *w_ih, const double *w_hh, const double *w_hh_panels,
+                      const double *bias, const int *lengths, int T, int B, int In, int H,
+                      int chunk, lstm_gemm_f64 gemm);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
@@ -168,17 +190,19 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   x      [T,B,I]  in
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
+ *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0): the
+ *                        per-step dh products use the small-batch kernel; NULL: the GEMM
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
  */
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
-                       const float *w_ih, const float *w_hh, const int *lengths, int T, int B,
-                       int In, int H, lstm_gemm_f32 gemm);
+                       const float *w_ih, const float *w_hh, const float *w_hh_panels,
+                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
-                       const double *w_ih, const double *w_hh, const int *lengths, int T, int B,
-                       int In, int H, lstm_gemm_f64 gemm);
+                       const double *w_ih, const double *w_hh, const double *w_hh_panels,
+                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm);
 
 #endif /* LSTM_CORE_H */

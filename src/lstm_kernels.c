@@ -24,6 +24,17 @@
 #define DISPATCH
 #endif
 
+/* The small-batch product fuses multiply-adds into FMAs where the instruction set has them
+ * (everything else is compiled with -std=c99, which does not). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FUSED_MULTIPLY_ADD __attribute__((optimize("fp-contract=fast")))
+#else
+#define FUSED_MULTIPLY_ADD
+#endif
+
+/* Rows of a per block of the small-batch product (lstm_panels.inc): 8 accumulators. */
+#define ROWS 8
+
 /* The row kernels must be inlined into each clone to be compiled for its instruction set. */
 #if defined(__GNUC__)
 #define ROW_KERNEL static inline __attribute__((always_inline))
@@ -37,6 +48,7 @@
 #define GEMM lstm_gemm_f32
 #define SIGMOID sigmoid_f32
 #define TANH tanh_f32
+#define PANEL 16 /* float32 per 64-byte vector */
 #include "lstm_kernels.inc"
 
 #define real double
@@ -45,4 +57,5 @@
 #define GEMM lstm_gemm_f64
 #define SIGMOID sigmoid_f64
 #define TANH tanh_f64
+#define PANEL 8
 #include "lstm_kernels.inc"

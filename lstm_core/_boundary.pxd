@@ -1,0 +1,16 @@
+# Argument checking and allocation shared by the Cython boundaries; see _boundary.pyx.
+cimport numpy as cnp
+
+cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum, str dtype_owner)
+cdef tuple shape_of(cnp.ndarray arr)
+cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)
+cdef cnp.ndarray contiguous(cnp.ndarray arr)
+cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size, str dtype_owner, int gates, str gate_names)
+cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch, Py_ssize_t hidden, str dtype_owner, bint optional)
+cdef cnp.ndarray lengths_of(object value, Py_ssize_t batch, Py_ssize_t steps)
+cdef cnp.ndarray empty(tuple shape, int typenum)
+cdef cnp.ndarray zeros(tuple shape, int typenum)
+
+
+cdef inline void *data_of(cnp.ndarray arr):
+    return NULL if arr is None else cnp.PyArray_DATA(arr)

@@ -1,0 +1,133 @@
+# Argument checking and allocation shared by the Cython boundaries (lstm_core._lstm, ...).
+#
+# The rules, the same for every public function: numpy arrays only; float32 or float64, one
+# dtype per call (TypeError otherwise); the right number of axes and sizes (ValueError),
+# every message naming the argument with the expected and the actual value; inputs made
+# C-contiguous and aligned by one copy when they are not, after every check has passed.
+
+cimport numpy as cnp
+from libc.limits cimport INT_MAX
+
+import numpy as np
+
+cnp.import_array()
+
+
+cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum,
+                         str dtype_owner):
+    """value as an ndarray of ndim axes and the call's dtype, not yet made contiguous.
+
+    typenum < 0 accepts float32 or float64 (the first array of a call sets the dtype);
+    dtype_owner names the argument that set it, for the error message.
+    """
+    if not cnp.PyArray_Check(value):
+        raise TypeError(f"{name} must be a numpy.ndarray {layout}, got {type(value).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>value
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE:
+        raise TypeError(f"{name} must have dtype float32 or float64, got {arr.dtype}")
+    if not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(
+            f"{name} has non-native byte order (dtype {arr.dtype.str!r}); "
+            f"convert it first, e.g. {name}.astype({arr.dtype.name!r})"
+        )
+    if typenum >= 0 and t != typenum:
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but {dtype_owner} has "
+            f"{np.dtype(np.float32 if typenum == cnp.NPY_FLOAT else np.float64)}: "
+            f"all arrays of one call must share one dtype"
+        )
+    if cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {shape_of(arr)}")
+    return arr
+
+
+cdef tuple shape_of(cnp.ndarray arr):
+    return (<object>arr).shape
+
+
+cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning):
+    if shape_of(arr) != expected:
+        raise ValueError(f"{name} must have shape {meaning} = {expected}, got {shape_of(arr)}")
+
+
+cdef cnp.ndarray contiguous(cnp.ndarray arr):
+    """arr itself when C-contiguous and aligned, else one C-contiguous copy (never a view
+    that could be read out of bounds)."""
+    if arr is None or (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        return arr
+    return cnp.PyArray_FROM_OTF(arr, cnp.PyArray_TYPE(arr), cnp.NPY_ARRAY_IN_ARRAY)
+
+
+cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size,
+                   str dtype_owner, int gates, str gate_names):
+    """Checked (w_ih, w_hh, bias or None, H) of a cell with `gates` stacked gates of H rows
+    each (4 for the LSTM's i, f, g, o); the shapes must agree with input_size."""
+    cdef str rows = f"{gates}H" if gates > 1 else "H"
+    cdef cnp.ndarray a_ih = checked(w_ih, "w_ih", 2, f"({rows}, I)", typenum, dtype_owner)
+    cdef cnp.ndarray a_hh = checked(w_hh, "w_hh", 2, f"({rows}, H)", typenum, dtype_owner)
+    cdef cnp.ndarray a_bias = None
+    cdef Py_ssize_t gate_rows = a_ih.shape[0]
+    if gate_rows % gates != 0:
+        raise ValueError(
+            f"w_ih must have {gates}*H rows (gates {gate_names} stacked), "
+            f"got shape {shape_of(a_ih)}"
+        )
+    cdef Py_ssize_t hidden = gate_rows // gates
+    expect_shape(a_ih, "w_ih", (gate_rows, input_size), f"({rows}, I)")
+    expect_shape(a_hh, "w_hh", (gate_rows, hidden), f"({rows}, H)")
+    if bias is not None:
+        a_bias = checked(bias, "bias", 1, f"({rows},)", typenum, dtype_owner)
+        expect_shape(a_bias, "bias", (gate_rows,), f"({rows},)")
+    if gate_rows > INT_MAX or input_size > INT_MAX:
+        raise ValueError(
+            f"w_ih of shape {shape_of(a_ih)} is too large: every dimension must be at most "
+            f"{INT_MAX} (the BLAS uses 32-bit sizes)"
+        )
+    return a_ih, a_hh, a_bias, hidden
+
+
+cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch,
+                       Py_ssize_t hidden, str dtype_owner, bint optional):
+    """A checked (B, H) state; None is returned as None when the argument is optional."""
+    if value is None and optional:
+        return None
+    cdef cnp.ndarray arr = checked(value, name, 2, "(B, H)", typenum, dtype_owner)
+    expect_shape(arr, name, (batch, hidden), "(B, H)")
+    return arr
+
+
+cdef cnp.ndarray lengths_of(object value, Py_ssize_t batch, Py_ssize_t steps):
+    """lengths as a C-int array of shape (B,) with values in [0, T], or None.
+
+    Any integer array-like is accepted (a list, an int64 array): lengths are sizes, not data.
+    """
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths must have shape (B,) = ({batch},), got {arr.shape}")
+    if batch > 0 and (arr.min() < 0 or arr.max() > steps):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {steps}], got values from {arr.min()} to {arr.max()}"
+        )
+    return np.ascontiguousarray(arr, dtype=np.intc)
+
+
+cdef cnp.ndarray empty(tuple shape, int typenum):
+    # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
+
+
+cdef cnp.ndarray zeros(tuple shape, int typenum):
+    cdef cnp.npy_intp dims[3]
+    cdef int ndim = len(shape)
+    for axis in range(ndim):
+        dims[axis] = shape[axis]
+    return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)

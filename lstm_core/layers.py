@@ -1,0 +1,584 @@
+"""Layers over the functional API: an LSTM stack shaped like torch.nn.LSTM, a dense head, and
+a model composing the two.
+
+Every layer keeps its parameters as plain numpy arrays in `params` (name -> array, torch's
+names) and their gradients in `grads` (same keys, same shapes).  `backward` ADDS into `grads`,
+as torch accumulates into `.grad`; `zero_grad()` sets them back to zero.  Arrays are updated in
+place (optimizers, `load_state_dict`), so a reference to `params[name]` stays valid.
+
+The stack calls lstm_forward / lstm_backward once per layer and direction; the time loop stays
+in the compiled kernels.  The reverse direction runs the same kernel on the time-reversed input
+(each sequence reversed within its own length when `lengths` is given).
+"""
+
+import numpy as np
+
+from lstm_core._lstm import lstm_backward, lstm_cell, lstm_forward
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_dtype(dtype, name="dtype"):
+    """np.dtype float32 or float64 from anything numpy understands; TypeError otherwise."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from error
+    if resolved not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def as_input(value, name, dtype):
+    """value as an ndarray of exactly `dtype`; a different dtype is a TypeError (never a silent
+    cast: float64 data into a float32 model would lose precision without notice)."""
+    array = np.asarray(value)
+    if array.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {array.dtype} but the model's parameters are {dtype}; "
+            f"convert it first, e.g. {name}.astype(np.{dtype.name})"
+        )
+    return array
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return int(value)
+
+
+def check_lengths(lengths, T, B):
+    """lengths as an int64 (B,) array with values in [0, T], or None."""
+    if lengths is None:
+        return None
+    array = np.asarray(lengths)
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
+    if array.shape != (B,):
+        raise ValueError(f"lengths must have shape (B,) = {(B,)}, got {array.shape}")
+    if B and (array.min() < 0 or array.max() > T):
+        raise ValueError(
+            f"lengths must lie in [0, T] = [0, {T}], got values {array.min()}..{array.max()}"
+        )
+    return array.astype(np.int64)
+
+
+def _reversal(lengths, T, B):
+    """Index arrays that reverse each sequence of a (T, B, ·) array within its own length.
+
+    None when there are no lengths (a plain [::-1] does).  Otherwise (t_index (T, B),
+    b_index (1, B)): step t of sequence b comes from step lengths[b]-1-t; padding steps
+    (t >= lengths[b]) stay where they are.  The map is its own inverse.
+    """
+    if lengths is None:
+        return None
+    steps = np.arange(T)[:, None]
+    t_index = np.where(steps < lengths[None, :], lengths[None, :] - 1 - steps, steps)
+    return t_index, np.arange(B)[None, :]
+
+
+def _reverse(a, reversal):
+    """a (T, B, ·) reversed in time, as a new C-contiguous array."""
+    if reversal is None:
+        return np.ascontiguousarray(a[::-1])
+    return a[reversal]
+
+
+class Module:
+    """What every layer shares: params and grads dicts, train/eval mode, state dicts.
+
+    Subclasses fill self.params and self.grads (same keys) and define config() (the JSON-able
+    constructor arguments that io.save_model writes).
+    """
+
+    params: dict
+    grads: dict
+    training: bool = True
+
+    def zero_grad(self):
+        """Set every gradient to zero, in place."""
+        for grad in self.grads.values():
+            grad.fill(0)
+
+    def train(self, mode=True):
+        """Training mode (dropout on, caches kept for backward); returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode (no dropout, no caches: backward is unavailable); returns self."""
+        return self.train(False)
+
+    def state_dict(self):
+        """A copy of the parameters: {name: array}, torch's names, shapes and dtypes."""
+        return {name: value.copy() for name, value in self.params.items()}
+
+    def load_state_dict(self, state):
+        """Copy `state` into the parameters (in place).
+
+        `state` must have exactly the parameter names (a torch state_dict of the same
+        architecture loads as is: its tensors are read through np.asarray), each with the
+        parameter's shape and dtype.  Missing or unexpected keys and wrong shapes raise
+        ValueError, wrong dtypes TypeError; nothing is modified unless everything matches.
+        """
+        if not hasattr(state, "keys"):
+            raise TypeError(f"state must be a mapping name -> array, got {type(state).__name__}")
+        missing = [k for k in self.params if k not in state]
+        unexpected = [k for k in state if k not in self.params]
+        if missing or unexpected:
+            raise ValueError(
+                f"state does not fit {type(self).__name__}: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        arrays = {}
+        for name, param in self.params.items():
+            value = np.asarray(state[name])
+            if value.dtype != param.dtype:
+                raise TypeError(
+                    f"state[{name!r}] has dtype {value.dtype}, expected {param.dtype}"
+                )
+            if value.shape != param.shape:
+                raise ValueError(
+                    f"state[{name!r}] has shape {value.shape}, expected {param.shape}"
+                )
+            arrays[name] = value
+        for name, value in arrays.items():
+            self.params[name][...] = value
+
+    def config(self):
+        raise NotImplementedError
+
+
+class LSTM(Module):
+    """A stacked, optionally bidirectional LSTM with torch.nn.LSTM's shapes and parameters.
+
+        lstm = LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
+                    unit_forget_bias=False)
+        y, (h_n, c_n) = lstm(x, hx=None, lengths=None)
+        dx = lstm.backward(dy, dh_n=None, dc_n=None)
+
+    With D = 2 if bidirectional else 1, L = num_layers:
+      x   (T, B, I), or (B, T, I) when batch_first, or (T, I) unbatched
+      hx  (h0, c0), each (L*D, B, H), or (L*D, H) unbatched; None means zeros
+      y   (T, B, D*H) / (B, T, D*H) / (T, D*H): the top layer's output, directions concatenated
+      h_n, c_n  like h0: final state of every layer and direction, index layer*D + direction
+    lengths (B,) integers in [0, T] (None: all T): steps past a sequence's length leave its
+    state unchanged and output zeros, h_n/c_n are each sequence's state at its own length,
+    and the reverse direction starts at each sequence's last valid step, as torch's packed
+    sequences do.
+
+    Parameters (self.params), for layer k and suffix "" or "_reverse": weight_ih_l{k} (4H, I_k),
+    weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,) when bias; I_0 = I, I_k = D*H.
+    Initialised like torch, U(-1/sqrt(H), 1/sqrt(H)), from np.random.default_rng(seed);
+    unit_forget_bias=True sets the forget-gate slice of bias_ih to 1 and of bias_hh to 0
+    (their sum, the effective bias, is 1.0).
+
+    dropout: applied to the output of every layer but the last, in training mode only, with
+    masks drawn from self.rng (seeded by `seed`; replace it to control the masks).
+    Training mode keeps the kernels' caches for backward; eval() runs the inference kernels
+    (no caches, no dropout).
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
+                 unit_forget_bias=False):
+        self.input_size = _positive_int(input_size, "input_size")
+        self.hidden_size = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = float_dtype(dtype)
+        self.seed = seed
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.rng = np.random.default_rng(seed)
+        self.training = True
+        self._tape = None
+        self.dhx = None
+
+        H = self.hidden_size
+        bound = 1.0 / np.sqrt(H)
+        self.params = {}
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes():
+                shapes = {f"weight_ih_l{layer}{suffix}": (4 * H, layer_input),
+                          f"weight_hh_l{layer}{suffix}": (4 * H, H)}
+                if self.bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (4 * H,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (4 * H,)
+                for name, shape in shapes.items():
+                    self.params[name] = self.rng.uniform(-bound, bound, shape).astype(self.dtype)
+                if self.bias and self.unit_forget_bias:
+                    self.params[f"bias_ih_l{layer}{suffix}"][H:2 * H] = 1.0
+                    self.params[f"bias_hh_l{layer}{suffix}"][H:2 * H] = 0.0
+        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+
+    def config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias,
+                "batch_first": self.batch_first, "dropout": self.dropout,
+                "bidirectional": self.bidirectional, "dtype": self.dtype.name,
+                "unit_forget_bias": self.unit_forget_bias}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"LSTM({args})"
+
+    def _suffixes(self):
+        return ("", "_reverse")[: self.num_directions]
+
+    def _weights(self, layer, direction):
+        """(w_ih, w_hh, bias) of one layer and direction; bias = b_ih + b_hh or None."""
+        suffix = self._suffixes()[direction]
+        p = self.params
+        bias = None
+        if self.bias:
+            bias = p[f"bias_ih_l{layer}{suffix}"] + p[f"bias_hh_l{layer}{suffix}"]
+        return p[f"weight_ih_l{layer}{suffix}"], p[f"weight_hh_l{layer}{suffix}"], bias
+
+    # ------------------------------------------------------------------------- layouts
+
+    def _time_major(self, x, name, feature_size, feature_name):
+        """User layout -> (T, B, F) and whether it was unbatched."""
+        expected = "(B, T, F) or (T, F)" if self.batch_first else "(T, B, F) or (T, F)"
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name} must be 3-D {expected}, got shape {x.shape}")
+        if x.shape[-1] != feature_size:
+            raise ValueError(
+                f"{name} must have {feature_name} = {feature_size} features in its last axis, "
+                f"got shape {x.shape}"
+            )
+        if x.ndim == 2:
+            return x[:, None, :], True
+        return (x.transpose(1, 0, 2) if self.batch_first else x), False
+
+    def _user_layout(self, a, unbatched):
+        """(T, B, F) -> the caller's layout."""
+        if unbatched:
+            return a[:, 0, :]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def _state(self, value, name, batch, unbatched):
+        """A (L*D, B, H) contiguous state from the caller's (L*D, B, H) or (L*D, H), or None."""
+        if value is None:
+            return None
+        stacks = self.num_layers * self.num_directions
+        value = as_input(value, name, self.dtype)
+        expected = (stacks, self.hidden_size) if unbatched else (stacks, batch, self.hidden_size)
+        if value.shape != expected:
+            raise ValueError(
+                f"{name} must have shape (num_layers*num_directions, "
+                f"{'' if unbatched else 'B, '}H) = {expected}, got {value.shape}"
+            )
+        return np.ascontiguousarray(value[:, None, :] if unbatched else value)
+
+    # ------------------------------------------------------------------------- forward
+
+    def __call__(self, x, hx=None, lengths=None):
+        return self.forward(x, hx, lengths)
+
+    def forward(self, x, hx=None, lengths=None):
+        """y, (h_n, c_n) for x; see the class docstring for shapes."""
+        x, unbatched = self._time_major(as_input(x, "x", self.dtype), "x", self.input_size,
+                                        "input_size")
+        T, B, _ = x.shape
+        if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError(f"hx must be a pair (h0, c0) or None, got {type(hx).__name__}")
+        h0 = c0 = None
+        if hx is not None:
+            h0 = self._state(hx[0], "h0", B, unbatched)
+            c0 = self._state(hx[1], "c0", B, unbatched)
+        if unbatched and lengths is not None:
+            lengths = np.reshape(lengths, (1,))
+        lengths = check_lengths(lengths, T, B)
+        reversal = _reversal(lengths, T, B) if self.bidirectional else None
+        # Passed only when given: the functional API takes lengths= as a keyword.
+        length_kw = {} if lengths is None else {"lengths": lengths}
+
+        D, H = self.num_directions, self.hidden_size
+        shape = (self.num_layers * D, B, H)
+        h_n, c_n = np.empty(shape, self.dtype), np.empty(shape, self.dtype)
+        caches, masks = [], []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(D):
+                index = layer * D + direction
+                w_ih, w_hh, bias = self._weights(layer, direction)
+                seq = layer_input if direction == 0 else _reverse(layer_input, reversal)
+                y, h_n[index], c_n[index], cache = lstm_forward(
+                    seq, w_ih, w_hh, bias,
+                    None if h0 is None else h0[index], None if c0 is None else c0[index],
+                    training=self.training, **length_kw)
+                outputs.append(y if direction == 0 else _reverse(y, reversal))
+                caches.append(cache)
+            out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
+            mask = None
+            if self.training and self.dropout and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = (self.rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                out = out * mask
+            masks.append(mask)
+            layer_input = out
+
+        self._tape = (caches, masks, reversal, unbatched, (T, B)) if self.training else None
+        if unbatched:
+            h_n, c_n = h_n[:, 0], c_n[:, 0]
+        return self._user_layout(layer_input, unbatched), (h_n, c_n)
+
+    # ------------------------------------------------------------------------- backward
+
+    def backward(self, dy=None, dh_n=None, dc_n=None):
+        """dL/dx from dL/dy and dL/dh_n, dL/dc_n (each shaped like what forward returned;
+        None means zero), through the last training-mode forward.
+
+        ADDS the parameter gradients into self.grads; sets self.dhx = (dh0, dc0), the
+        gradients of the initial state, shaped like hx.  May be called more than once.
+        """
+        if self._tape is None:
+            raise RuntimeError(
+                "backward needs a forward in training mode first (call lstm.train(); eval() "
+                "keeps no caches)"
+            )
+        caches, masks, reversal, unbatched, (T, B) = self._tape
+        D, H = self.num_directions, self.hidden_size
+        stacks = self.num_layers * D
+        grad = None
+        if dy is not None:
+            dy = as_input(dy, "dy", self.dtype)
+            y_shape = self._user_layout(np.empty((T, B, D * H), np.int8), unbatched).shape
+            if dy.shape != y_shape:
+                raise ValueError(f"dy must have the shape of y, {y_shape}, got {dy.shape}")
+            grad = dy[:, None, :] if unbatched else (
+                dy.transpose(1, 0, 2) if self.batch_first else dy)
+        dh_n = self._state(dh_n, "dh_n", B, unbatched)
+        dc_n = self._state(dc_n, "dc_n", B, unbatched)
+        dh0 = np.empty((stacks, B, H), self.dtype)
+        dc0 = np.empty((stacks, B, H), self.dtype)
+
+        for layer in reversed(range(self.num_layers)):
+            if grad is not None and masks[layer] is not None:
+                grad = grad * masks[layer]
+            dx = None
+            for direction in range(D):
+                index = layer * D + direction
+                dy_dir = None
+                if grad is not None:
+                    dy_dir = np.ascontiguousarray(grad[:, :, direction * H:(direction + 1) * H])
+                    if direction == 1:
+                        dy_dir = _reverse(dy_dir, reversal)
+                g = lstm_backward(caches[index], dy_dir,
+                                  None if dh_n is None else dh_n[index],
+                                  None if dc_n is None else dc_n[index])
+                self._accumulate(layer, direction, g)
+                dh0[index], dc0[index] = g.dh0, g.dc0
+                dx_dir = g.dx if direction == 0 else _reverse(g.dx, reversal)
+                dx = dx_dir if dx is None else dx + dx_dir
+            grad = dx
+
+        if unbatched:
+            dh0, dc0 = dh0[:, 0], dc0[:, 0]
+        self.dhx = (dh0, dc0)
+        return self._user_layout(grad, unbatched)
+
+    def _accumulate(self, layer, direction, g):
+        suffix = self._suffixes()[direction]
+        self.grads[f"weight_ih_l{layer}{suffix}"] += g.dw_ih
+        self.grads[f"weight_hh_l{layer}{suffix}"] += g.dw_hh
+        if self.bias:
+            # The kernel saw b_ih + b_hh: each gets the full gradient of the sum.
+            self.grads[f"bias_ih_l{layer}{suffix}"] += g.dbias
+            self.grads[f"bias_hh_l{layer}{suffix}"] += g.dbias
+
+    # ------------------------------------------------------------------------- streaming
+
+    def step(self, x_t, state=None):
+        """One time step through every layer on the fused cell (inference, no dropout).
+
+        x_t (B, I) or (I,) unbatched; state (h, c) shaped like h_n, c_n, or None for zeros.
+        Returns y_t (B, H) (or (H,)) and the new state (h, c).  Unidirectional only: a reverse
+        direction needs the whole sequence.
+        """
+        if self.bidirectional:
+            raise ValueError("step() needs a unidirectional LSTM (bidirectional=False)")
+        x_t = as_input(x_t, "x_t", self.dtype)
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), "
+                f"got {x_t.shape}"
+            )
+        unbatched = x_t.ndim == 1
+        inp = x_t[None] if unbatched else x_t
+        B = inp.shape[0]
+        zeros = np.zeros((self.num_layers, B, self.hidden_size), self.dtype)
+        if state is None:
+            h, c = zeros, zeros
+        else:
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise TypeError(f"state must be a pair (h, c) or None, got {type(state).__name__}")
+            h = self._state(state[0], "h", B, unbatched)
+            c = self._state(state[1], "c", B, unbatched)
+        h_new, c_new = np.empty_like(zeros), np.empty_like(zeros)
+        for layer in range(self.num_layers):
+            w_ih, w_hh, bias = self._weights(layer, 0)
+            h_new[layer], c_new[layer] = lstm_cell(inp, h[layer], c[layer], w_ih, w_hh, bias)
+            inp = h_new[layer]
+        if unbatched:
+            return inp[0], (h_new[:, 0], c_new[:, 0])
+        return inp.copy(), (h_new, c_new)
+
+
+class Linear(Module):
+    """A dense layer y = x @ weight.T + bias over the last axis, torch.nn.Linear's layout.
+
+    x (..., in_features) -> y (..., out_features); weight (out_features, in_features),
+    bias (out_features,).  Initialised like torch: U(-1/sqrt(in), 1/sqrt(in)).
+    """
+
+    def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, seed=None):
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.bias = bool(bias)
+        self.dtype = float_dtype(dtype)
+        self.training = True
+        self._x = None
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.in_features)
+        self.params = {"weight": rng.uniform(-bound, bound, (self.out_features,
+                                                             self.in_features)).astype(self.dtype)}
+        if self.bias:
+            self.params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(self.dtype)
+        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias, "dtype": self.dtype.name}
+
+    def __repr__(self):
+        return "Linear(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        x = as_input(x, "x", self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
+        self._x = x
+        y = x @ self.params["weight"].T
+        if self.bias:
+            y += self.params["bias"]
+        return y
+
+    def backward(self, dy):
+        """dL/dx from dL/dy (..., out_features); ADDS into self.grads."""
+        if self._x is None:
+            raise RuntimeError("backward needs a forward first")
+        dy = as_input(dy, "dy", self.dtype)
+        expected = self._x.shape[:-1] + (self.out_features,)
+        if dy.shape != expected:
+            raise ValueError(f"dy must have shape {expected}, got {dy.shape}")
+        rows_dy = dy.reshape(-1, self.out_features)           # (N, out)
+        rows_x = self._x.reshape(-1, self.in_features)        # (N, in)
+        self.grads["weight"] += rows_dy.T @ rows_x
+        if self.bias:
+            self.grads["bias"] += rows_dy.sum(axis=0)
+        return dy @ self.params["weight"]
+
+
+class SequenceModel(Module):
+    """LSTM -> (last step or every step) -> optional Linear head.
+
+        model = SequenceModel(LSTM(I, H), Linear(H, O), output="last")
+        out = model(x, lengths=None)                # (B, O) for "last", like y with O for "all"
+        dx = model.backward(dout)
+
+    output="last": the top layer's final hidden state, each sequence at its own length
+    (bidirectional: forward and reverse final states concatenated, (B, 2H)) — a
+    sequence-to-one model.  output="all": the top layer's output at every step (padding steps
+    are zeros before the head) — a sequence-to-sequence model.
+    Parameters are the submodules' own arrays under "lstm." and "head." prefixes.
+    """
+
+    def __init__(self, lstm, head=None, *, output="last"):
+        if not isinstance(lstm, LSTM):
+            raise TypeError(f"lstm must be an lstm_core.LSTM, got {type(lstm).__name__}")
+        if head is not None and not isinstance(head, Linear):
+            raise TypeError(f"head must be an lstm_core.Linear or None, got {type(head).__name__}")
+        if output not in ("last", "all"):
+            raise ValueError(f"output must be 'last' or 'all', got {output!r}")
+        features = lstm.hidden_size * lstm.num_directions
+        if head is not None:
+            if head.in_features != features:
+                raise ValueError(
+                    f"head.in_features must be the LSTM's output size "
+                    f"num_directions*hidden_size = {features}, got {head.in_features}"
+                )
+            if head.dtype != lstm.dtype:
+                raise TypeError(f"head has dtype {head.dtype} but lstm has {lstm.dtype}")
+        self.lstm, self.head, self.output = lstm, head, output
+        self.dtype = lstm.dtype
+        self.batch_first = lstm.batch_first
+        self.training = lstm.training
+        self.params, self.grads = {}, {}
+        for prefix, module in (("lstm.", lstm), ("head.", head)):
+            if module is not None:
+                self.params.update({prefix + k: v for k, v in module.params.items()})
+                self.grads.update({prefix + k: v for k, v in module.grads.items()})
+
+    def config(self):
+        return {"lstm": self.lstm.config(),
+                "head": None if self.head is None else self.head.config(),
+                "output": self.output}
+
+    def __repr__(self):
+        return f"SequenceModel({self.lstm!r}, {self.head!r}, output={self.output!r})"
+
+    def train(self, mode=True):
+        for module in (self.lstm, self.head):
+            if module is not None:
+                module.train(mode)
+        return super().train(mode)
+
+    def __call__(self, x, hx=None, lengths=None, *, return_state=False):
+        return self.forward(x, hx, lengths, return_state=return_state)
+
+    def forward(self, x, hx=None, lengths=None, *, return_state=False):
+        """The model's output for x; with return_state=True also the LSTM's final (h_n, c_n),
+        to carry over into the next chunk of a long series (pass it back as hx)."""
+        y, (h_n, c_n) = self.lstm(x, hx, lengths)
+        if self.output == "last":
+            D = self.lstm.num_directions
+            features = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D*H) or (D*H,)
+        else:
+            features = y
+        out = features if self.head is None else self.head(features)
+        return (out, (h_n, c_n)) if return_state else out
+
+    def backward(self, dout):
+        """dL/dx from dL/d(output); ADDS into the submodules' grads (and so self.grads)."""
+        dfeatures = dout if self.head is None else self.head.backward(dout)
+        if self.output == "all":
+            return self.lstm.backward(dfeatures)
+        lstm = self.lstm
+        D, H = lstm.num_directions, lstm.hidden_size
+        dfeatures = as_input(dfeatures, "dout", self.dtype)
+        stacks = lstm.num_layers * D
+        batch_shape = dfeatures.shape[:-1]
+        dh_n = np.zeros((stacks,) + batch_shape + (H,), self.dtype)
+        for direction in range(D):
+            dh_n[stacks - D + direction] = dfeatures[..., direction * H:(direction + 1) * H]
+        return lstm.backward(None, dh_n)
+
+    def step(self, x_t, state=None):
+        """One streaming step: (output for this step, new state); see LSTM.step."""
+        h_t, state = self.lstm.step(x_t, state)
+        return (h_t if self.head is None else self.head(h_t)), state

@@ -1,0 +1,104 @@
+"""Losses: each returns (loss, gradient of the loss with respect to the prediction).
+
+    loss, dpred = mse_loss(pred, target, mask=None)
+    loss, dlogits = cross_entropy_loss(logits, labels, mask=None)
+
+The loss is a Python float, the mean over the counted items; the gradient has the
+prediction's shape and dtype.  `mask` marks which items count (padding steps of a
+variable-length batch do not): for MSE it broadcasts against pred, for cross-entropy against
+labels; True/nonzero counts.  A mask that selects nothing gives loss 0 and a zero gradient.
+"""
+
+import numpy as np
+
+
+def _prediction(pred, name):
+    pred = np.asarray(pred)
+    if pred.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {pred.dtype}")
+    return pred
+
+
+def _weights(mask, shape):
+    """A float64 0/1 array of `shape` from mask (None: all ones), and the count it selects."""
+    if mask is None:
+        return None, float(np.prod(shape, dtype=np.float64))
+    mask = np.asarray(mask)
+    try:
+        weights = np.broadcast_to(mask != 0, shape).astype(np.float64)
+    except ValueError as error:
+        raise ValueError(f"mask of shape {mask.shape} does not broadcast to {shape}") from error
+    return weights, float(weights.sum())
+
+
+def mse_loss(pred, target, mask=None):
+    """Mean squared error over the counted elements: mean((pred - target)**2).
+
+    pred (any shape, float32/float64); target the same shape (cast to pred's dtype).
+    Returns (loss, dpred) with dpred = 2 (pred - target) / count on counted elements.
+    """
+    pred = _prediction(pred, "pred")
+    target = np.asarray(target)
+    if target.shape != pred.shape:
+        raise ValueError(f"target must have the shape of pred, {pred.shape}, got {target.shape}")
+    diff = pred.astype(np.float64) - target
+    weights, count = _weights(mask, pred.shape)
+    if weights is not None:
+        diff *= weights
+    if count == 0:
+        return 0.0, np.zeros_like(pred)
+    loss = float(np.sum(diff * diff) / count)
+    return loss, (2.0 / count * diff).astype(pred.dtype)
+
+
+def log_softmax(logits):
+    """log(softmax(logits)) over the last axis, stable for any finite logits (float64)."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = shifted - shifted.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_loss(logits, labels, mask=None):
+    """Softmax cross-entropy with integer class labels, averaged over the counted items.
+
+    logits (..., C) float32/float64; labels (...) integers in [0, C).  Returns
+    (loss, dlogits), dlogits = (softmax(logits) - onehot(labels)) / count on counted items.
+    """
+    logits = _prediction(logits, "logits")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must hold integers, got dtype {labels.dtype}")
+    if logits.ndim < 1 or labels.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"labels must have shape logits.shape[:-1] = {logits.shape[:-1]}, got {labels.shape}"
+        )
+    classes = logits.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(
+            f"labels must lie in [0, {classes}), got values {labels.min()}..{labels.max()}"
+        )
+    weights, count = _weights(mask, labels.shape)
+    if count == 0:
+        return 0.0, np.zeros_like(logits)
+    log_p = log_softmax(logits)                                     # (..., C)
+    picked = np.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]  # (...)
+    grad = np.exp(log_p)
+    np.put_along_axis(grad, labels[..., None],
+                      np.take_along_axis(grad, labels[..., None], axis=-1) - 1.0, axis=-1)
+    if weights is not None:
+        picked = picked * weights
+        grad *= weights[..., None]
+    loss = float(-picked.sum() / count)
+    return loss, (grad / count).astype(logits.dtype)
+
+
+LOSSES = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
+
+
+def get_loss(loss):
+    """A loss function from a name in LOSSES or a callable (pred, target, mask) -> (loss, grad)."""
+    if callable(loss):
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")

@@ -1,0 +1,169 @@
+"""save_model / load_model (round trip, atomic writes, refused files) and Keras weights."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import lstm_core as lc
+import lstm_core.io
+from lstm_problems import assert_close
+
+
+def model(dtype=np.float32):
+    lstm = lc.LSTM(3, 4, 2, bidirectional=True, batch_first=True, dropout=0.1, dtype=dtype,
+                   seed=0, unit_forget_bias=True)
+    return lc.SequenceModel(lstm, lc.Linear(8, 2, dtype=dtype, seed=1), output="all")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_is_bit_exact(tmp_path, dtype):
+    original = model(dtype)
+    path = tmp_path / "model.npz"
+    lc.save_model(original, path)
+    loaded = lc.load_model(path)
+    assert type(loaded) is lc.SequenceModel and loaded.config() == original.config()
+    for name, value in original.params.items():
+        assert loaded.params[name].dtype == value.dtype
+        assert np.array_equal(loaded.params[name], value), name
+    x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(dtype)
+    assert np.array_equal(lc.predict(loaded, x), lc.predict(original, x))
+    assert os.listdir(tmp_path) == ["model.npz"], "no temporary file left behind"
+    for single in (original.lstm, original.head):
+        lc.save_model(single, tmp_path / "single.npz")
+        again = lc.load_model(tmp_path / "single.npz")
+        assert type(again) is type(single)
+        assert all(np.array_equal(again.params[k], v) for k, v in single.params.items())
+
+
+def test_overwrite_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    lc.save_model(model(), path)
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(lstm_core.io.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        lc.save_model(model(np.float64), path)
+    assert path.read_bytes() == before, "the old file is intact"
+    assert os.listdir(tmp_path) == ["model.npz"], "the temporary file is removed"
+
+
+def write_npz(path, arrays):
+    with open(path, "wb") as stream:
+        np.savez(stream, **arrays)
+
+
+def saved_arrays(tmp_path):
+    path = tmp_path / "good.npz"
+    lc.save_model(model(), path)
+    with np.load(path) as archive:
+        return {k: archive[k] for k in archive.files}
+
+
+def test_corrupt_and_truncated_files_are_refused(tmp_path):
+    path = tmp_path / "good.npz"
+    lc.save_model(model(), path)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    corrupt = tmp_path / "corrupt.npz"
+    middle = len(data) // 2
+    corrupt.write_bytes(data[:middle] + bytes(b ^ 0xFF for b in data[middle:middle + 64])
+                        + data[middle + 64:])
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"definitely not a zip archive" * 10)
+    for bad in (truncated, corrupt, garbage):
+        with pytest.raises(ValueError, match="not a readable lstm_core.model archive"):
+            lc.load_model(bad)
+    with pytest.raises(FileNotFoundError):
+        lc.load_model(tmp_path / "missing.npz")
+
+
+def test_pickled_content_is_refused(tmp_path):
+    pickled = tmp_path / "pickled.npz"
+    with open(pickled, "wb") as stream:
+        pickle.dump(model().state_dict(), stream)
+    arrays = saved_arrays(tmp_path)
+    with_object = tmp_path / "object.npz"
+    write_npz(with_object, {**arrays, "head.bias": np.array([{"a": 1}, None], dtype=object)})
+    for bad in (pickled, with_object):
+        with pytest.raises(ValueError, match="contains pickled data, which is refused"):
+            lc.load_model(bad)
+
+
+def test_entries_must_match_the_configuration(tmp_path):
+    arrays = saved_arrays(tmp_path)
+    cases = [
+        ({k: v for k, v in arrays.items() if k != "head.bias"}, ValueError,
+         r"missing keys \['head.bias'\]"),
+        ({**arrays, "extra": np.zeros(2)}, ValueError, r"unexpected keys \['extra'\]"),
+        ({**arrays, "head.weight": np.zeros((2, 9), np.float32)}, ValueError,
+         r"state\['head.weight'\] has shape \(2, 9\), expected \(2, 8\)"),
+        ({**arrays, "head.bias": arrays["head.bias"].astype(np.float64)}, TypeError,
+         r"state\['head.bias'\] has dtype float64, expected float32"),
+        ({k: v for k, v in arrays.items() if k != "__config__"}, ValueError,
+         "no '__config__' entry"),
+        ({**arrays, "__config__": np.array("{not json")}, ValueError, "not valid JSON"),
+        ({**arrays, "__config__": np.array(json.dumps({"format": "other"}))}, ValueError,
+         "not an lstm_core.model configuration"),
+    ]
+    for i, (entries, error, message) in enumerate(cases):
+        path = tmp_path / f"bad{i}.npz"
+        write_npz(path, entries)
+        with pytest.raises(error, match=message):
+            lc.load_model(path)
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros(3))
+    with pytest.raises(ValueError, match="single .npy array"):
+        lc.load_model(single)
+
+
+def keras_lstm(x, kernel, recurrent_kernel, bias):
+    """Keras's LSTM equations in numpy: z = x_t @ kernel + h @ recurrent_kernel + bias, gates
+    i, f, c, o."""
+    H = recurrent_kernel.shape[0]
+    h = np.zeros((x.shape[1], H))
+    c = np.zeros((x.shape[1], H))
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    ys = []
+    for x_t in x:
+        z = x_t @ kernel + h @ recurrent_kernel + bias
+        i, f, g, o = sigmoid(z[:, :H]), sigmoid(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sigmoid(z[:, 3 * H:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        ys.append(h)
+    return np.stack(ys)
+
+
+def test_keras_weights_import_and_export():
+    rng = np.random.default_rng(0)
+    I, H = 3, 4
+    weights = [rng.uniform(-0.5, 0.5, (I, 4 * H)), rng.uniform(-0.5, 0.5, (H, 4 * H)),
+               rng.uniform(-0.5, 0.5, 4 * H)]
+    lstm = lc.LSTM(I, H, dtype=np.float64)
+    lstm.load_state_dict(lc.from_keras_weights(weights))
+    x = rng.standard_normal((6, 2, I))
+    y, _ = lstm(x)
+    assert_close(y, keras_lstm(x, *weights), "y vs Keras equations")
+    exported = lc.to_keras_weights(lstm.params)
+    for a, b in zip(exported, weights):
+        assert np.array_equal(a, b)
+    # A bidirectional, 2-layer stack assembled from per-layer, per-direction Keras weights.
+    stack = lc.LSTM(I, H, 2, bidirectional=True, dtype=np.float64, seed=0)
+    state = {}
+    for layer in range(2):
+        for reverse in (False, True):
+            exported = lc.to_keras_weights(stack.params, layer=layer, reverse=reverse)
+            state.update(lc.from_keras_weights(exported, layer=layer, reverse=reverse))
+    copy = lc.LSTM(I, H, 2, bidirectional=True, dtype=np.float64, seed=1)
+    copy.load_state_dict(state)
+    assert_close(copy(x)[0], stack(x)[0], "stack through Keras layout")
+    with pytest.raises(ValueError, match=r"kernel must have shape \(I, 4H\)"):
+        lc.from_keras_weights([weights[0].T, weights[1], weights[2]])
+    with pytest.raises(ValueError, match="no parameters for layer 3"):
+        lc.to_keras_weights(stack.params, layer=3)
