@@ -10,8 +10,8 @@ code instead of killing the test run.
 The table has three parts: hand-written rows (build_cases), rows generated for every argument of
 every entry point from the declarative APIS list (ndim, each size, '>f4', bool, wrong layouts),
 and huge sizes made with zero strides (no memory used) that must fail before any allocation.
-The layers (lc.LSTM, lc.LSTMCell) join by adding an Api entry to APIS (prefix "layer") with
-their call factory and argument shapes; the generated rows then cover them too.
+The layer lc.LSTM has its entries in APIS (prefixes "layer" and "layerbwd"); another layer
+joins the same way, with its call factory and argument shapes.
 
 Part 2 checks that VALID inputs in unusual memory layouts (Fortran order, negative strides,
 strided slices, misaligned views, read-only and broadcast arrays) are not errors and give
@@ -394,6 +394,30 @@ def _hand_written_cases(add):
     add("cell-mixed-bias32", TE, "bias", _cell_call(bias=_z((G,), np.float32)))
 
 
+def _layer_call(dtype=np.float64, **override):
+    """lc.LSTM(I, H) called on x and hx = (h0, c0), h0 and c0 of shape (1, B, H)."""
+    def call():
+        a = _valid(dtype)
+        kw = {"x": a["x"], "h0": a["h0"][None], "c0": a["c0"][None]}
+        kw.update(override)
+        return lc.LSTM(I, H, dtype=dtype, seed=0)(kw["x"], (kw["h0"], kw["c0"]))
+
+    return call
+
+
+def _layer_bwd_call(dtype=np.float64, **override):
+    """lstm.backward(dy, dh_n, dc_n) after a training forward of lc.LSTM(I, H)."""
+    def call():
+        a = _valid(dtype, seed=1)
+        lstm = lc.LSTM(I, H, dtype=dtype, seed=0)
+        lstm(a["x"])
+        kw = {"dy": a["dy"], "dh_n": a["dh_n"][None], "dc_n": a["dc_n"][None]}
+        kw.update(override)
+        return lstm.backward(kw["dy"], kw["dh_n"], kw["dc_n"])
+
+    return call
+
+
 @dataclass(frozen=True)
 class Api:
     """One entry point, described so that the generated rows can cover every argument."""
@@ -410,6 +434,10 @@ APIS = [
     Api("bwd", _bwd_call, {"dy": (T, B, H), "dh_n": (B, H), "dc_n": (B, H)}, "cache"),
     Api("cell", _cell_call, {"x_t": (B, I), "h": (B, H), "c": (B, H), "w_ih": (G, I),
                              "w_hh": (G, H), "bias": (G,)}, "x_t"),
+    # the layer: x (T, B, I) or unbatched (T, I), hx = (h0, c0) of (layers*directions, B, H)
+    Api("layer", _layer_call, {"x": (T, B, I), "h0": (1, B, H), "c0": (1, B, H)}, "x"),
+    Api("layerbwd", _layer_bwd_call, {"dy": (T, B, H), "dh_n": (1, B, H), "dc_n": (1, B, H)},
+        "cache"),
 ]
 
 
@@ -444,7 +472,7 @@ def _generated_cases(add):
                             s = shape[:axis] + (size,) + shape[axis + 1:]
                             wrong_shapes.append((f"axis{axis}{label}", s))
             else:  # the owner's sizes define the call: only its ndim can be wrong
-                wrong_shapes.append((f"ndim{len(shape) + 1}", shape + (2,)))
+                wrong_shapes.append(("extra-axis", shape + (2,)))
             for label, s in wrong_shapes:
                 add(f"{p}-{label}", V, arg, api.call(np.float64, **{arg: _z(s)}), s)
             for label, dt in (("bool", np.bool_), ("float16", np.float16), ("int64", np.int64)):
@@ -560,10 +588,11 @@ def run_table():
     return out
 
 
-def test_table_is_large_and_covers_all_three_functions():
+def test_table_is_large_and_covers_every_entry_point():
     assert len(CASES) >= 300
     prefixes = {c.id.split("-")[0] for c in CASES}
-    assert prefixes == {api.prefix for api in APIS} == {"fwd", "bwd", "cell"}
+    assert prefixes == {api.prefix for api in APIS} == {"fwd", "bwd", "cell", "layer",
+                                                         "layerbwd"}
     assert {c.exc for c in CASES} == {TypeError, ValueError, MemoryError}
     # every argument of every entry point got each generated kind of row
     for api in APIS:
