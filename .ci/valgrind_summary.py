@@ -5,6 +5,7 @@ lies in lstm_core's compiled module.  Exit status 1 if any does.
 """
 
 import collections
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -15,12 +16,11 @@ def main(paths):
     ours, others = collections.Counter(), collections.Counter()
     examples = {}
     for path in paths:
-        try:
-            root = ET.parse(path).getroot()
-        except ET.ParseError as e:  # a process killed mid-write leaves a truncated file
-            print(f"{path}: unreadable XML ({e})")
-            continue
-        for error in root.iter("error"):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        # every complete <error> block (a process killed mid-run leaves a truncated file)
+        for block in re.findall(r"<error>.*?</error>", text, re.S):
+            error = ET.fromstring(block)
             kind = error.findtext("kind")
             objs = [f.findtext("obj") or "" for f in error.iter("frame")]
             fns = [f.findtext("fn") or "?" for f in error.iter("frame")]
