@@ -65,12 +65,12 @@ class Problem:
 
 
 
-def run_python(script, *args, cwd, timeout):
+def run_python(script, *args, cwd, timeout, env=None):
     """sys.executable -c script in a fresh process, for tests whose failure could be a crash or
     a hang.  cwd is a scratch folder: `python -c` puts the working directory first on
     sys.path, and the source tree's lstm_core (no compiled module) must not shadow the
     installed package."""
     return subprocess.run(
         [sys.executable, "-c", script, *args],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
     )
