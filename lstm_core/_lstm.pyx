@@ -36,19 +36,22 @@ cdef enum:
     INFERENCE_CHUNK_ROWS = 256
 
 # Batch sizes for which the recurrent products use the packed small-batch kernel instead of
-# the BLAS (src/lstm_core.h, "Small batches"): below, one-row and few-row products are
-# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured on the
-# benchmark shapes (benchmarks/bench_lstm.py).
+# the BLAS (src/lstm_core.h, "Small batches").  Below, one-row and few-row products are
+# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured at 1 thread
+# against the BLAS path in one process (forward / forward+backward speed-up): float32 B=8
+# 1.8/1.5, B=16 1.3/1.3, B=32 1.1/1.2, B=48 1.2/0.9; float64 B=16 1.25/1.1, B=32 1.0/0.9.
 cdef enum:
     PANELS_MIN_BATCH = 8
-    PANELS_MAX_BATCH = 48
+    PANELS_MAX_BATCH_F32 = 32
+    PANELS_MAX_BATCH_F64 = 16
 
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t B, Py_ssize_t K, Py_ssize_t N, int typenum):
     """Workspace for w_hh packed as a K x N matrix, or None when B is not a small batch."""
-    if B < PANELS_MIN_BATCH or B > PANELS_MAX_BATCH:
+    cdef bint single = typenum == cnp.NPY_FLOAT
+    if B < PANELS_MIN_BATCH or B > (PANELS_MAX_BATCH_F32 if single else PANELS_MAX_BATCH_F64):
         return None
-    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if single
                             else lstm_panels_size_f64(<int>K, <int>N))
     return empty((size,), typenum)
 
