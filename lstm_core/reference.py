@@ -255,6 +255,16 @@ def _weight_gradients(dgi, dgh, x, h, w_ih):
     return dx, dw_ih, dw_hh, rows_i.sum(axis=0), rows_h.sum(axis=0)
 
 
+def _output_gradients(cache, dy, dh_n):
+    """dL/dy (T,B,H) and a fresh copy of dL/dh_n (B,H), the running dL/dh; None means zero."""
+    T, B, _ = cache.x.shape
+    H = cache.w_hh.shape[1]
+    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
+    if dy.shape != (T, B, H):
+        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
+    return dy, _state(dh_n, B, H).copy()
+
+
 def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
     """Run a vanilla (tanh) RNN over a whole sequence.
 
@@ -281,12 +291,8 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
 def rnn_backward(cache, dy=None, dh_n=None):
     """Gradients of L given dL/dy (T,B,H) and dL/dh_n (B,H); None means zero."""
     x, w_hh, h = cache.x, cache.w_hh, cache.h
-    T, B, _ = x.shape
-    H = w_hh.shape[1]
-    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
-    if dy.shape != (T, B, H):
-        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
-    dh = _state(dh_n, B, H).copy()  # dL/dh_t, flowing backwards
+    dy, dh = _output_gradients(cache, dy, dh_n)
+    T, B, H = dy.shape
     dz = np.empty((T, B, H))
     for t in reversed(range(T)):
         on = cache.active[t]  # past its length a sequence passes dh through untouched
@@ -340,12 +346,9 @@ def gru_backward(cache, dy=None, dh_n=None):
     block only: dgi_n = dn, dgh_n = dn * r (r multiplies h_prev @ w_hn.T + b_hn).
     """
     x, w_hh, h = cache.x, cache.w_hh, cache.h
+    dy, dh = _output_gradients(cache, dy, dh_n)
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
-    if dy.shape != (T, B, H):
-        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
-    dh = _state(dh_n, B, H).copy()
     dgi = np.zeros((T, B, 3 * H))
     dgh = np.zeros((T, B, 3 * H))
     for t in reversed(range(T)):
