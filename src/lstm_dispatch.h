@@ -10,8 +10,6 @@
  *
  * ROW_KERNEL: the row kernels must be inlined into each clone to be compiled for its
  * instruction set.
- *
- * (src/lstm_kernels.c still defines the same two macros itself; it can include this header.)
  */
 #ifndef LSTM_DISPATCH_H
 #define LSTM_DISPATCH_H
