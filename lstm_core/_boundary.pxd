@@ -1,6 +1,12 @@
 # Argument checking and allocation shared by the Cython boundaries; see _boundary.pyx.
 cimport numpy as cnp
 
+# Inference mode projects the input of several steps with one GEMM; it takes as many steps
+# as make about this many rows, so the GEMM stays efficient while the workspace stays
+# O(B*H) whatever T (one step at least).
+cdef enum:
+    INFERENCE_CHUNK_ROWS = 256
+
 cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum, str dtype_owner)
 cdef tuple shape_of(cnp.ndarray arr)
 cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)

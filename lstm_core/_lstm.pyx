@@ -11,8 +11,8 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    checked, contiguous, data_of, empty, expect_shape, lengths_of, shape_of, state, weights,
-    zeros,
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, lengths_of,
+    shape_of, state, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -28,12 +28,6 @@ cnp.import_array()
 ctypedef fused real:
     float
     double
-
-# Inference mode projects the input of several steps with one GEMM; it takes as many steps
-# as make about this many rows, so the GEMM stays efficient while the workspace stays
-# O(B*H) whatever T (one step at least).
-cdef enum:
-    INFERENCE_CHUNK_ROWS = 256
 
 # Batch sizes for which the recurrent products use the packed small-batch kernel instead of
 # the BLAS (src/lstm_core.h, "Small batches").  Below, one-row and few-row products are

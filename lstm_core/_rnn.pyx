@@ -12,8 +12,8 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    checked, contiguous, data_of, empty, expect_shape, lengths_of, shape_of, state, weights,
-    zeros,
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, lengths_of,
+    shape_of, state, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -27,10 +27,6 @@ cnp.import_array()
 ctypedef fused real:
     float
     double
-
-# As in lstm_core._lstm: inference projects the input of about this many rows per GEMM.
-cdef enum:
-    INFERENCE_CHUNK_ROWS = 256
 
 
 # ----------------------------------------------------------------------------- shared checks
