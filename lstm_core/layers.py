@@ -670,7 +670,7 @@ class Linear(Module):
 
 
 class SequenceModel(Module):
-    """LSTM -> (last step or every step) -> optional Linear head.
+    """Recurrent stack (LSTM, GRU or RNN) -> (last step or every step) -> optional Linear head.
 
         model = SequenceModel(LSTM(I, H), Linear(H, O), output="last")
         out = model(x, lengths=None)                # (B, O) for "last", like y with O for "all"
@@ -684,8 +684,12 @@ class SequenceModel(Module):
     """
 
     def __init__(self, lstm, head=None, *, output="last"):
-        if not isinstance(lstm, LSTM):
-            raise TypeError(f"lstm must be an lstm_core.LSTM, got {type(lstm).__name__}")
+        # `lstm` keeps its name (and the "lstm." parameter prefix) whatever the cell, so
+        # that models and files written before GRU and RNN existed keep working.
+        if not isinstance(lstm, RecurrentStack):
+            raise TypeError(
+                f"lstm must be an lstm_core.LSTM, GRU or RNN, got {type(lstm).__name__}"
+            )
         if head is not None and not isinstance(head, Linear):
             raise TypeError(f"head must be an lstm_core.Linear or None, got {type(head).__name__}")
         if output not in ("last", "all"):
@@ -711,6 +715,7 @@ class SequenceModel(Module):
 
     def config(self):
         return {"lstm": self.lstm.config(),
+                "cell": type(self.lstm).__name__,
                 "head": None if self.head is None else self.head.config(),
                 "output": self.output}
 
@@ -727,16 +732,18 @@ class SequenceModel(Module):
         return self.forward(x, hx, lengths, return_state=return_state)
 
     def forward(self, x, hx=None, lengths=None, *, return_state=False):
-        """The model's output for x; with return_state=True also the LSTM's final (h_n, c_n),
-        to carry over into the next chunk of a long series (pass it back as hx)."""
-        y, (h_n, c_n) = self.lstm(x, hx, lengths)
+        """The model's output for x; with return_state=True also the recurrent stack's final
+        state ((h_n, c_n) for an LSTM, h_n for a GRU or RNN), to carry over into the next
+        chunk of a long series (pass it back as hx)."""
+        y, state = self.lstm(x, hx, lengths)
+        h_n = state[0] if isinstance(self.lstm, LSTM) else state
         if self.output == "last":
             D = self.lstm.num_directions
             features = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D*H) or (D*H,)
         else:
             features = y
         out = features if self.head is None else self.head(features)
-        return (out, (h_n, c_n)) if return_state else out
+        return (out, state) if return_state else out
 
     def backward(self, dout):
         """dL/dx from dL/d(output); ADDS into the submodules' grads (and so self.grads)."""
