@@ -37,9 +37,21 @@ def build_parser():
     experiments.add_argument("--readme", default=None,
                              help="a README.md whose long-lag table to replace with the new one")
 
-    bench = commands.add_parser("bench", help="run benchmarks/bench_lstm.py from a source checkout")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench_lstm.py")
+    # Its own arguments (--quick, --cases ...) belong to bench_lstm.py: see parse_args.
+    commands.add_parser("bench", help="run benchmarks/bench_lstm.py from a source checkout; "
+                        "further arguments are passed to it")
     return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line; `bench` keeps the arguments it does not know in bench_args
+    (argparse's REMAINDER would refuse ones that look like options)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "bench":
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    args.bench_args = unknown
+    return args
 
 
 def find_benchmark():
@@ -96,7 +108,7 @@ def run_bench(args):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     handlers = {"demo": run_demo, "experiments": run_experiments, "bench": run_bench}
     return handlers[args.command](args)
 
