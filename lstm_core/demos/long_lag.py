@@ -330,7 +330,7 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
         try:
             from lstm_core.plotting import plot_gradient_norms
             plot_gradient_norms(norms, path=os.path.join(out_dir, "gradient_norms.png"),
-                                title=f"‖∂L/∂h_t‖, trained models, {task}")
+                                title=f"‖∂L/∂h_t‖ on {task}, trained and at initialisation")
         except ImportError as error:
             print(f"no gradient plot: {error}")
     if readme is not None:
