@@ -109,8 +109,11 @@ def run_bench(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    handlers = {"demo": run_demo, "experiments": run_experiments, "bench": run_bench}
-    return handlers[args.command](args)
+    if args.command == "bench":
+        return run_bench(args)      # the benchmark sets its own thread counts
+    from lstm_core.demos import one_blas_thread
+    with one_blas_thread():
+        return {"demo": run_demo, "experiments": run_experiments}[args.command](args)
 
 
 if __name__ == "__main__":

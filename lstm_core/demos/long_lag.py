@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 import lstm_core as lc
+from lstm_core.demos import one_blas_thread
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 LAYER_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -257,18 +258,6 @@ SIZES = {  # quick: a smoke test of every code path, seconds in total
 }
 
 
-def _one_thread():
-    """A context limiting the BLAS to one thread: these small products (H = 32..70) run 3x
-    faster on one thread of a shared 2-core machine than on two, and the timings then mean
-    "one core"."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-        return contextlib.nullcontext()
-    return threadpool_limits(1)
-
-
 def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, readme=None,
          seed=0, verbose=True):
     """Run every task for every cell; write results.json, table.md and gradient_norms.png
@@ -288,7 +277,7 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
             if cell not in present:
                 results.append({"task": task, "cell": cell, "unavailable": True})
                 continue
-            with _one_thread():
+            with one_blas_thread():
                 r = run_task(task, cell, seed=seed,
                              time_limit=None if quick else TASKS[task][3], **size)
             models[task, cell] = r.pop("model")
@@ -311,7 +300,7 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
                 # The same architecture and seed before training: where vanishing starts.
                 untrained = build_model(cell, 2, trained.head.in_features, 1, "last", seed)
                 for label, model in ((f"{cell} trained", trained), (f"{cell} init", untrained)):
-                    with _one_thread():
+                    with one_blas_thread():
                         norms[label] = (distances, hidden_gradient_norms(model, x_test, y_test,
                                                                          distances))
         gradient_report = {cell: {"distance": d.tolist(), "norm": v.tolist()}

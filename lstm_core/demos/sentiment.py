@@ -205,7 +205,8 @@ def run(*, epochs=6, embedding_dim=64, hidden_size=64, batch_size=64, lr=3e-3, s
     history = lc.fit(model, x[train], labels[train], lengths=lengths[train],
                      loss="cross_entropy", optimizer=optimizer, epochs=epochs,
                      batch_size=batch_size, validation_data=(x[val], labels[val], lengths[val]),
-                     patience=2, seed=seed, clip_norm=5.0, progress=False)
+                     patience=2, seed=seed, clip_norm=5.0,
+                     progress="plain" if verbose else False)
     test_metrics = lc.evaluate(model, x[test], labels[test], loss="cross_entropy",
                                lengths=lengths[test], batch_size=512)
 
