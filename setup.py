@@ -59,6 +59,17 @@ extensions = [
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
     ),
+    Extension(
+        "lstm_core._rnn",
+        sources=["lstm_core/_rnn.pyx", "src/rnn_kernels.c"],
+        include_dirs=["src", np.get_include()],
+        depends=["src/rnn_core.h", "src/lstm_core.h", "src/lstm_activations.h",
+                 "src/lstm_dispatch.h", "src/rnn_kernels.inc", "lstm_core/_blas.pxd",
+                 "lstm_core/_kernels.pxd", "lstm_core/_rnn_kernels.pxd",
+                 "lstm_core/_boundary.pxd"],
+        define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+        extra_compile_args=compile_args,
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

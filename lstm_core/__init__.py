@@ -58,3 +58,21 @@ __all__ = [
     "step_schedule",
     "to_keras_weights",
 ]
+
+# Vanilla RNN (tanh) and GRU: the same house, torch.nn.RNN's and torch.nn.GRU's conventions.
+from lstm_core._rnn import GRUCache, RNNCache, gru_backward, gru_forward, rnn_backward, rnn_forward  # noqa: E402
+from lstm_core.layers import GRU, RNN  # noqa: E402
+from lstm_core.reference import GRUGrads, RNNGrads  # noqa: E402
+
+__all__ += [
+    "GRU",
+    "GRUCache",
+    "GRUGrads",
+    "RNN",
+    "RNNCache",
+    "RNNGrads",
+    "gru_backward",
+    "gru_forward",
+    "rnn_backward",
+    "rnn_forward",
+]
