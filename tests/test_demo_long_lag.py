@@ -77,3 +77,20 @@ def test_script_runs_on_tiny_sizes(tmp_path):
     assert table.strip() in text and "old" not in text and text.endswith("rest\n")
     with pytest.raises(ValueError, match="unknown"):
         ll.main(out_dir=tmp_path / "x", quick=True, cells=["transformer"])
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_one_state_models_train_and_predict(cell):
+    if not hasattr(lc, ll.LAYER_NAMES[cell]):
+        pytest.skip(f"lc.{ll.LAYER_NAMES[cell]} is not in this build")
+    x, y = ll.adding_problem(128, 8, np.random.default_rng(0))
+    model = ll.build_model(cell, 2, 6, 1, "last", 0)
+    assert isinstance(model, ll.OneStateSequenceModel)
+    assert sum(p.size for p in model.params.values()) == ll.parameter_count(cell, 2, 6, 1)
+    history = lc.fit(model, x, y, optimizer=lc.Adam(model.params, lr=0.01), epochs=3,
+                     batch_size=32, seed=0, progress=False)
+    assert history["loss"][-1] < history["loss"][0]
+    out, (h_n, _) = lc.predict(model, x[:5], return_state=True)
+    layer_y, layer_h = model.lstm.eval()(x[:5])
+    np.testing.assert_allclose(out, model.head(layer_h[-1]), rtol=1e-6)
+    assert h_n.shape == (1, 5, 6)
