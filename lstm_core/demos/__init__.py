@@ -18,3 +18,10 @@ def one_blas_thread():
         import contextlib
         return contextlib.nullcontext()
     return threadpool_limits(1)
+
+
+def markdown_table(header, rows):
+    """Lines of a markdown table: header (names), rows (sequences of cells, str() each)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines

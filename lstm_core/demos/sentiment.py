@@ -26,6 +26,7 @@ from collections import Counter
 import numpy as np
 
 import lstm_core as lc
+from lstm_core.demos import markdown_table
 from lstm_core.embedding import Embedding, TokenSequenceModel
 
 LABELS = ("negative", "neutral", "positive")
@@ -211,8 +212,9 @@ def run(*, epochs=6, embedding_dim=64, hidden_size=64, batch_size=64, lr=3e-3, s
                                lengths=lengths[test], batch_size=512)
 
     counts = np.bincount(labels[train], minlength=classes)
+    per_class = ", ".join(f"{n} {k}" for k, n in zip(LABELS, np.bincount(labels, minlength=classes)))
     results = {
-        "data": f"{len(texts)} tweets ({', '.join(f'{n} {k}' for k, n in zip(LABELS, np.bincount(labels, minlength=classes)))})",
+        "data": f"{len(texts)} tweets ({per_class})",
         "split": {"train": len(train), "validation": len(val), "test": len(test)},
         "vocabulary": len(vocabulary),
         "length": {"mean": float(lengths.mean()), "max": int(lengths.max())},
@@ -236,9 +238,9 @@ def format_results(results):
              + f"; vocabulary {results['vocabulary']}; tokens per text mean "
              f"{results['length']['mean']:.1f}, max {results['length']['max']}",
              f"LSTM: {results['lstm_epochs']} epochs (best {results['lstm_best_epoch']}), "
-             f"validation accuracy by epoch {results['lstm_val_accuracy']}", "",
-             "| model | test accuracy |", "|---|---|"]
-    for label, accuracy in results["test_accuracy"].items():
-        lines.append(f"| {label} | {100 * accuracy:.1f} % |")
+             f"validation accuracy by epoch {results['lstm_val_accuracy']}", ""]
+    lines += markdown_table(["model", "test accuracy"],
+                            [(label, f"{100 * accuracy:.1f} %")
+                             for label, accuracy in results["test_accuracy"].items()])
     lines.append(f"({results['seconds']} s)")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from importlib import resources
 import numpy as np
 
 import lstm_core as lc
+from lstm_core.demos import markdown_table
 
 
 def load_sunspots():
@@ -160,10 +161,10 @@ def format_results(results):
     lines = [f"Time-series demo: {results['data']}, window {results['window']} years",
              "split by time: " + ", ".join(f"{k} {v}" for k, v in results["split"].items()),
              f"LSTM hidden {results['hidden_size']}: {results['epochs_run']} epochs "
-             f"(best {results['best_epoch']})", "",
-             "| model | test RMSE | test MAE |", "|---|---|---|"]
-    for label, m in results["test"].items():
-        lines.append(f"| {label} | {m['rmse']:.1f} | {m['mae']:.1f} |")
+             f"(best {results['best_epoch']})", ""]
+    lines += markdown_table(["model", "test RMSE", "test MAE"],
+                            [(label, f"{m['rmse']:.1f}", f"{m['mae']:.1f}")
+                             for label, m in results["test"].items()])
     if "plot" in results:
         lines.append(f"\nforecast plot: {results['plot']}")
     lines.append(f"({results['seconds']} s)")
