@@ -101,43 +101,6 @@ def matched_hidden_size(cell, input_size, output_size, budget):
         parameter_count(cell, input_size, h, output_size) - budget))
 
 
-class OneStateSequenceModel(lc.SequenceModel):
-    """SequenceModel's contract over an lc.RNN or lc.GRU (one state h, returned as an array),
-    so that lc.fit, lc.predict and lc.evaluate train and run it unchanged.
-
-    lc.SequenceModel itself takes an LSTM only (as of this writing); this subclass redoes its
-    few lines for a one-state, unidirectional stack.  The stack keeps the attribute name `lstm` that the
-    parent's train()/eval() use.
-    """
-
-    def __init__(self, rnn, head, *, output="last"):
-        if rnn.bidirectional:
-            raise ValueError("OneStateSequenceModel needs a unidirectional stack")
-        if output not in ("last", "all"):
-            raise ValueError(f"output must be 'last' or 'all', got {output!r}")
-        self.lstm, self.head, self.output = rnn, head, output
-        self.dtype, self.batch_first, self.training = rnn.dtype, rnn.batch_first, rnn.training
-        self.params = {"lstm." + k: v for k, v in rnn.params.items()}
-        self.grads = {"lstm." + k: v for k, v in rnn.grads.items()}
-        self.params.update({"head." + k: v for k, v in head.params.items()})
-        self.grads.update({"head." + k: v for k, v in head.grads.items()})
-
-    def forward(self, x, hx=None, lengths=None, *, return_state=False):
-        # lc.fit and lc.predict carry an LSTM's (h, c) pair from chunk to chunk; the one state
-        # travels as the pair (h, h), and only hx[0] is read.
-        y, h_n = self.lstm(x, None if hx is None else hx[0], lengths)
-        out = self.head(h_n[-1] if self.output == "last" else y)
-        return (out, (h_n, h_n)) if return_state else out
-
-    def backward(self, dout):
-        dfeatures = self.head.backward(dout)
-        if self.output == "all":
-            return self.lstm.backward(dfeatures)
-        dh_n = np.zeros((self.lstm.num_layers,) + dfeatures.shape, self.dtype)
-        dh_n[-1] = dfeatures
-        return self.lstm.backward(None, dh_n)
-
-
 def build_model(cell, input_size, hidden_size, output_size, output, seed):
     layer_class = getattr(lc, LAYER_NAMES[cell])
     options = {"batch_first": True, "seed": seed}
@@ -145,9 +108,7 @@ def build_model(cell, input_size, hidden_size, output_size, output, seed):
         options["unit_forget_bias"] = True  # the usual LSTM start: remember by default
     layer = layer_class(input_size, hidden_size, **options)
     head = lc.Linear(hidden_size, output_size, seed=seed + 1)
-    if cell == "lstm":
-        return lc.SequenceModel(layer, head, output=output)
-    return OneStateSequenceModel(layer, head, output=output)
+    return lc.SequenceModel(layer, head, output=output)
 
 
 # ----------------------------------------------------------------------------- training
