@@ -7,6 +7,12 @@ cimport numpy as cnp
 cdef enum:
     INFERENCE_CHUNK_ROWS = 256
 
+# Subnormals flushed to zero on the calling thread while a kernel runs (src/lstm_float_env.h):
+#     saved = flush_subnormals(); ...kernels...; restore_float_env(saved)
+cdef extern from "lstm_float_env.h" nogil:
+    unsigned flush_subnormals "lstm_float_env_flush_subnormals"()
+    void restore_float_env "lstm_float_env_restore"(unsigned saved)
+
 cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum, str dtype_owner)
 cdef tuple shape_of(cnp.ndarray arr)
 cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)

@@ -11,8 +11,8 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, lengths_of,
-    shape_of, state, weights, zeros,
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
+    lengths_of, restore_float_env, shape_of, state, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -115,6 +115,7 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
     if cache is not None:
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
@@ -125,6 +126,7 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
                 lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
                              lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *dh0,
@@ -137,6 +139,7 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
     cdef const real *w_hh = <const real *>data_of(cache.w_hh)
     cdef const int *lengths = <const int *>data_of(cache.lengths)
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
@@ -149,6 +152,7 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
                               gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,

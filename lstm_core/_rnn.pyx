@@ -12,8 +12,8 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, lengths_of,
-    shape_of, state, weights, zeros,
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
+    lengths_of, restore_float_env, shape_of, state, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -112,12 +112,14 @@ cdef void _rnn_forward_c(real *y, cnp.ndarray h_n, cnp.ndarray h_cache, cnp.ndar
     cdef const real *p_bias = <const real *>data_of(bias)
     cdef const int *p_lengths = <const int *>data_of(lengths)
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             rnn_forward_f32(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
                             p_lengths, T, B, I, H, chunk, gemm_f32)
         else:
             rnn_forward_f64(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
                             p_lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _rnn_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.ndarray dbias,
@@ -136,12 +138,14 @@ cdef void _rnn_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.nd
     cdef const real *p_hh = <const real *>data_of(cache.w_hh)
     cdef const int *p_lengths = <const int *>data_of(cache.lengths)
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             rnn_backward_f32(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
                              p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f32)
         else:
             rnn_backward_f64(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
                              p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f64)
+        restore_float_env(saved_env)
 
 
 def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
@@ -266,12 +270,14 @@ cdef void _gru_forward_c(real *y, cnp.ndarray h_n, GRUCache cache, cnp.ndarray w
     if cache is not None:
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             gru_forward_f32(y, p_h_n, c32, p_work, p_x, p_h0, p_ih, p_hh, p_b_ih, p_b_hh,
                             p_lengths, T, B, I, H, chunk, gemm_f32)
         else:
             gru_forward_f64(y, p_h_n, c64, p_work, p_x, p_h0, p_ih, p_hh, p_b_ih, p_b_hh,
                             p_lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _gru_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.ndarray db_ih,
@@ -292,6 +298,7 @@ cdef void _gru_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.nd
     cdef const real *p_hh = <const real *>data_of(cache.w_hh)
     cdef const int *p_lengths = <const int *>data_of(cache.lengths)
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             gru_backward_f32(dx, p_dw_ih, p_dw_hh, p_db_ih, p_db_hh, p_dh0, p_dgi, p_dgh, p_dy,
                              p_dh_n, &cache.c32, p_x, p_ih, p_hh, p_lengths, T, B, I, H,
@@ -300,6 +307,7 @@ cdef void _gru_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.nd
             gru_backward_f64(dx, p_dw_ih, p_dw_hh, p_db_ih, p_db_hh, p_dh0, p_dgi, p_dgh, p_dy,
                              p_dh_n, &cache.c64, p_x, p_ih, p_hh, p_lengths, T, B, I, H,
                              gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_b_ih,
