@@ -3,6 +3,9 @@
 Environment switches:
   LSTM_CORE_DEBUG=1   debug build: -O0 -g, C asserts on, Cython bounds/None checks on
   LSTM_CORE_NATIVE=1  -march=native (fast on the build machine, not portable: never for wheels)
+  LSTM_CORE_SANITIZE=1  the debug build plus AddressSanitizer and UndefinedBehaviorSanitizer
+                      (any report aborts); run it with the sanitizer runtime preloaded, see
+                      README "Reliability" and .ci/sanitize
 """
 
 import os
@@ -11,7 +14,8 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-DEBUG = os.environ.get("LSTM_CORE_DEBUG") == "1"
+SANITIZE = os.environ.get("LSTM_CORE_SANITIZE") == "1"
+DEBUG = os.environ.get("LSTM_CORE_DEBUG") == "1" or SANITIZE
 NATIVE = os.environ.get("LSTM_CORE_NATIVE") == "1"
 
 # -O3 and no -ffast-math/-Ofast: fast-math links a constructor that flushes denormals for
@@ -30,6 +34,13 @@ else:
     macros = [("NDEBUG", "1")]
 if NATIVE:
     compile_args += ["-march=native"]
+link_args = []
+if SANITIZE:
+    # -fno-sanitize-recover: a UBSan finding aborts like an ASan one, so no report goes unseen.
+    sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                "-fno-omit-frame-pointer"]
+    compile_args += sanitize
+    link_args += sanitize
 
 directives = {
     "language_level": 3,
@@ -49,6 +60,7 @@ extensions = [
         depends=["src/lstm_float_env.h"],
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     ),
     Extension(
         "lstm_core._lstm",
@@ -72,6 +84,7 @@ extensions = [
                  "lstm_core/_boundary.pxd", "src/lstm_float_env.h"],
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     ),
 ]
 

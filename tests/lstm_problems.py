@@ -3,6 +3,9 @@
 Imported by the tests as a plain module (pyproject puts tests/ on the path).
 """
 
+import subprocess
+import sys
+
 import numpy as np
 
 # Largest error allowed between the compiled path and the float64 reference, relative to the
@@ -60,3 +63,14 @@ class Problem:
             cast(self.c0) if state else None,
         )
 
+
+
+def run_python(script, *args, cwd, timeout):
+    """sys.executable -c script in a fresh process, for tests whose failure could be a crash or
+    a hang.  cwd is a scratch folder: `python -c` puts the working directory first on
+    sys.path, and the source tree's lstm_core (no compiled module) must not shadow the
+    installed package."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+    )

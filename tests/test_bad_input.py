@@ -2,9 +2,16 @@
 
 Part 1 is a table of bad calls over lstm_forward, lstm_backward and lstm_cell.  Each case
 names the exception type (TypeError for "not an ndarray / wrong dtype / wrong cache",
-ValueError for "wrong ndim / wrong size") and the argument the message must name.  The table
-is run in-process (one pytest case per row) and once more, whole, in a fresh interpreter, so
-that a segfault in any row shows up as a failed exit code instead of killing the test run.
+ValueError for "wrong ndim / wrong size", MemoryError for "more memory than exists") and the
+argument the message must name.  The table is run in-process (one pytest case per row) and once
+more, whole, in a fresh interpreter, so that a segfault in any row shows up as a failed exit
+code instead of killing the test run.
+
+The table has three parts: hand-written rows (build_cases), rows generated for every argument of
+every entry point from the declarative APIS list (ndim, each size, '>f4', bool, wrong layouts),
+and huge sizes made with zero strides (no memory used) that must fail before any allocation.
+The layer lc.LSTM has its entries in APIS (prefixes "layer" and "layerbwd"); another layer
+joins the same way, with its call factory and argument shapes.
 
 Part 2 checks that VALID inputs in unusual memory layouts (Fortran order, negative strides,
 strided slices, misaligned views, read-only and broadcast arrays) are not errors and give
@@ -15,9 +22,8 @@ Helpers live in this file (no conftest.py); the subprocess imports this module b
 
 import json
 import re
-import subprocess
-import sys
 import textwrap
+import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -26,6 +32,8 @@ import pytest
 
 import lstm_core as lc
 from lstm_core import reference
+
+from lstm_problems import run_python as _run_python
 
 # Small sizes, all different so that a swapped dimension is always a wrong shape.
 T, B, I, H = 3, 2, 5, 4
@@ -55,16 +63,75 @@ def _valid(dtype=np.float64, seed=0):
     }
 
 
+# ----------------------------------------------------------------------------- layouts
+# Unusual memory layouts of an array with the same values.  Valid inputs in these layouts must
+# work (part 2); with a wrong shape or dtype they must be rejected like any other (part 1).
+
+
+def _fortran(a):
+    out = np.asfortranarray(a)
+    if a.ndim >= 2 and a.size > 1:
+        assert not out.flags.c_contiguous
+    return out
+
+
+def _negative(a):
+    out = np.flip(np.flip(a).copy())  # same values, every axis with a negative stride
+    if a.size > 1:
+        assert not out.flags.c_contiguous and min(out.strides) < 0
+    return out
+
+
+def _strided(a):
+    big = np.full(tuple(2 * n for n in a.shape), np.nan, dtype=a.dtype)
+    view = big[tuple(slice(None, None, 2) for _ in a.shape)]
+    view[...] = a
+    assert not view.flags.c_contiguous
+    return view
+
+
+def _misaligned(a):
+    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    view = buf[1:].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    assert not view.flags.aligned and view.ctypes.data % a.dtype.itemsize != 0
+    return view
+
+
+def _readonly(a):
+    out = a.copy()
+    out.flags.writeable = False
+    return out
+
+
+def _readonly_fortran_negative(a):
+    out = _negative(np.asfortranarray(a))
+    out.flags.writeable = False
+    return out
+
+
+LAYOUTS = {
+    "fortran": _fortran,
+    "negative": _negative,
+    "strided": _strided,
+    "misaligned": _misaligned,
+    "readonly": _readonly,
+    "readonly-fortran-negative": _readonly_fortran_negative,
+}
+
+
 # ----------------------------------------------------------------------------- the table
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    exc: type  # TypeError or ValueError
+    exc: type  # TypeError, ValueError or MemoryError
     name: str  # the argument the message must name
     call: Callable[[], Any]  # performs the bad call
     shown: Optional[tuple] = None  # a shape the message must show (actual / expected)
+    huge: bool = False  # sizes beyond memory: must fail before allocating (checked by tracemalloc)
+    xfail: Optional[str] = None  # a known gap in the boundary: why this row fails today
 
 
 def name_pattern(name):
@@ -72,9 +139,9 @@ def name_pattern(name):
     return rf"(?<![\w.]){re.escape(name)}(?!\w)"
 
 
-def _fwd_call(**override):
+def _fwd_call(dtype=np.float64, **override):
     def call():
-        a = _valid()
+        a = _valid(dtype)
         kw = {k: a[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0")}
         kw.update(override)
         return lc.lstm_forward(kw["x"], kw["w_ih"], kw["w_hh"], kw["bias"], kw["h0"], kw["c0"])
@@ -82,9 +149,9 @@ def _fwd_call(**override):
     return call
 
 
-def _cell_call(**override):
+def _cell_call(dtype=np.float64, **override):
     def call():
-        a = _valid()
+        a = _valid(dtype)
         kw = {k: a[k] for k in ("x_t", "h", "c", "w_ih", "w_hh", "bias")}
         kw.update(override)
         return lc.lstm_cell(kw["x_t"], kw["h"], kw["c"], kw["w_ih"], kw["w_hh"], kw["bias"])
@@ -147,13 +214,8 @@ def _odd_dtypes():
     ]
 
 
-def build_cases():
-    """Every bad-input case; building it does not call lstm_core (calls are deferred)."""
-    cases = []
-
-    def add(id_, exc, name, call, shown=None):
-        cases.append(Case(id_, exc, name, call, shown))
-
+def _hand_written_cases(add):
+    """The rows written one by one: every way we could think of to misuse each argument."""
     V, TE = ValueError, TypeError
 
     # ---- lstm_forward: wrong ndim for every array argument
@@ -331,6 +393,169 @@ def build_cases():
     add("cell-mixed-x_t32", TE, "w_ih", _cell_call(x_t=_z((B, I), np.float32)))
     add("cell-mixed-bias32", TE, "bias", _cell_call(bias=_z((G,), np.float32)))
 
+
+def _layer_call(dtype=np.float64, **override):
+    """lc.LSTM(I, H) called on x and hx = (h0, c0), h0 and c0 of shape (1, B, H)."""
+    def call():
+        a = _valid(dtype)
+        kw = {"x": a["x"], "h0": a["h0"][None], "c0": a["c0"][None]}
+        kw.update(override)
+        return lc.LSTM(I, H, dtype=dtype, seed=0)(kw["x"], (kw["h0"], kw["c0"]))
+
+    return call
+
+
+def _layer_bwd_call(dtype=np.float64, **override):
+    """lstm.backward(dy, dh_n, dc_n) after a training forward of lc.LSTM(I, H)."""
+    def call():
+        a = _valid(dtype, seed=1)
+        lstm = lc.LSTM(I, H, dtype=dtype, seed=0)
+        lstm(a["x"])
+        kw = {"dy": a["dy"], "dh_n": a["dh_n"][None], "dc_n": a["dc_n"][None]}
+        kw.update(override)
+        return lstm.backward(kw["dy"], kw["dh_n"], kw["dc_n"])
+
+    return call
+
+
+@dataclass(frozen=True)
+class Api:
+    """One entry point, described so that the generated rows can cover every argument."""
+
+    prefix: str  # case ids start with it
+    call: Callable[..., Callable[[], Any]]  # call(dtype, **override): a deferred call
+    shapes: dict  # argument -> its valid shape in this file's sizes
+    dtype_owner: str  # the argument that fixes T/B/I and the dtype; its sizes are free
+
+
+APIS = [
+    Api("fwd", _fwd_call, {"x": (T, B, I), "w_ih": (G, I), "w_hh": (G, H), "bias": (G,),
+                           "h0": (B, H), "c0": (B, H)}, "x"),
+    Api("bwd", _bwd_call, {"dy": (T, B, H), "dh_n": (B, H), "dc_n": (B, H)}, "cache"),
+    Api("cell", _cell_call, {"x_t": (B, I), "h": (B, H), "c": (B, H), "w_ih": (G, I),
+                             "w_hh": (G, H), "bias": (G,)}, "x_t"),
+    # the layer: x (T, B, I) or unbatched (T, I), hx = (h0, c0) of (layers*directions, B, H)
+    Api("layer", _layer_call, {"x": (T, B, I), "h0": (1, B, H), "c0": (1, B, H)}, "x"),
+    Api("layerbwd", _layer_bwd_call, {"dy": (T, B, H), "dh_n": (1, B, H), "dc_n": (1, B, H)},
+        "cache"),
+]
+
+
+def _broadcast(a):
+    """A read-only view with a zero stride on the first axis (np.broadcast_to)."""
+    return np.broadcast_to(a[:1], a.shape)
+
+
+# Layouts a wrong-shaped argument is given in; each must still be rejected by its shape.
+WRONG_SHAPE_LAYOUTS = {
+    "fortran": _fortran, "negative": _negative, "misaligned": _misaligned,
+    "readonly": _readonly, "broadcast": _broadcast,
+}
+
+
+def _generated_cases(add):
+    """For every argument of every entry point: each ndim off by one, each size off by one or
+    zero, the dtypes bool, float16, int64 and '>f4' (the last in a float32 call, so byte order
+    is the only fault), and a wrong size or dtype in each unusual layout."""
+    V, TE = ValueError, TypeError
+    for api in APIS:
+        for arg, shape in api.shapes.items():
+            p = f"{api.prefix}-{arg}"
+            for s in (shape[:-1], shape + (1,)):
+                add(f"{p}-ndim{len(s)}", V, arg, api.call(np.float64, **{arg: _z(s)}), s)
+            wrong_shapes = []
+            if arg != api.dtype_owner:
+                for axis, n in enumerate(shape):
+                    for size, label in ((n + 1, "+1"), (0, "=0")):
+                        # 0 rows of w_ih mean H = 0, which is reported on w_hh: skipped
+                        if not (arg == "w_ih" and axis == 0 and size == 0):
+                            s = shape[:axis] + (size,) + shape[axis + 1:]
+                            wrong_shapes.append((f"axis{axis}{label}", s))
+            else:  # the owner's sizes define the call: only its ndim can be wrong
+                wrong_shapes.append(("extra-axis", shape + (2,)))
+            for label, s in wrong_shapes:
+                add(f"{p}-{label}", V, arg, api.call(np.float64, **{arg: _z(s)}), s)
+            for label, dt in (("bool", np.bool_), ("float16", np.float16), ("int64", np.int64)):
+                add(f"{p}-{label}", TE, arg, api.call(np.float64, **{arg: np.zeros(shape, dt)}))
+            add(f"{p}-bigendian_f4", TE, arg,
+                api.call(np.float32, **{arg: np.zeros(shape, ">f4")}))
+            label, s = wrong_shapes[0]
+            for layout, make in WRONG_SHAPE_LAYOUTS.items():
+                bad = make(np.arange(np.prod(s), dtype=np.float64).reshape(s) * 0.01)
+                add(f"{p}-{layout}-{label}", V, arg, api.call(np.float64, **{arg: bad}), s)
+            add(f"{p}-misaligned-bigendian_f4", TE, arg, api.call(
+                np.float32, **{arg: _misaligned(np.zeros(shape, ">f4"))}))
+            add(f"{p}-readonly-bool", TE, arg,
+                api.call(np.float64, **{arg: _readonly(np.zeros(shape, bool))}))
+
+
+INT_MAX = 2**31 - 1
+
+
+def _huge(shape, dtype=np.float64):
+    """An array of any size that uses the memory of one element: every stride is 0."""
+    one = np.zeros(1, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(one, shape=shape, strides=(0,) * len(shape))
+
+
+NO_BYTE_BUDGET = (
+    "the boundary checks each BLAS dimension against INT_MAX but not the total bytes it will "
+    "allocate: numpy's own MemoryError ('Unable to allocate ... EiB') comes from an allocation "
+    "attempt and does not name the argument"
+)
+
+
+def _huge_cases(add):
+    """Sizes beyond what the BLAS's 32-bit ints or the machine can hold.  The arrays cost no
+    memory (zero strides); the call must fail before allocating (Case.huge), with the error
+    naming the argument.  Products that overflow int64 cannot even be built as arrays (numpy
+    refuses), so the largest products reachable are those of arrays with a zero-length axis:
+    x of shape (2^30, 2^29, 0) has T*B = 2^59 and an output of 2^59*H elements."""
+    V, M = ValueError, MemoryError
+    big_b = 2**15 + 1  # T*B = 2^16 * (2^15 + 1) > INT_MAX with T = 2^16
+    add("fwd-x-TB-over-INT_MAX", V, "x", _fwd_call(
+        x=_huge((2**16, big_b, I)), h0=_huge((big_b, H)), c0=_huge((big_b, H))), huge=True)
+    add("fwd-x-TB-over-INT_MAX-no-state", V, "x", _fwd_call(
+        x=_huge((2**16, big_b, I)), h0=None, c0=None), huge=True)
+    add("fwd-x-TB-2^59-I0", V, "x", _fwd_call(
+        x=_huge((2**30, 2**29, 0)), w_ih=_z((G, 0)), h0=None, c0=None), huge=True)
+    big_g = 4 * (2**29 + 1)  # 4H > INT_MAX; float32, as w_hh's 2^60 float64 are too many
+    for p, call in (("fwd", _fwd_call), ("cell", _cell_call)):
+        add(f"{p}-w_ih-4H-over-INT_MAX", V, "w_ih", call(
+            np.float32, w_ih=_huge((big_g, I), np.float32),
+            w_hh=_huge((big_g, big_g // 4), np.float32), bias=None), huge=True)
+    add("fwd-w_ih-I-over-INT_MAX", V, "w_ih", _fwd_call(
+        x=_huge((T, B, 2**31)), w_ih=_huge((G, 2**31))), huge=True)
+    add("cell-x_t-B-over-INT_MAX", V, "x_t", _cell_call(
+        x_t=_huge((2**31, I)), h=_huge((2**31, H)), c=_huge((2**31, H))), huge=True)
+    # Every dimension fits in an int, yet one array is larger than any machine (float32).
+    g = 2**31 - 4
+    add("fwd-w_hh-4EiB-copy", M, "w_hh", _fwd_call(
+        np.float32, x=_z((T, B, 0), np.float32), w_ih=_huge((g, 0), np.float32),
+        w_hh=_huge((g, g // 4), np.float32), bias=None, h0=None, c0=None),
+        huge=True, xfail=NO_BYTE_BUDGET)
+    add("fwd-x-8TiB-state-and-output", M, "x", _fwd_call(
+        np.float32, x=_huge((1, INT_MAX, 0), np.float32), w_ih=_z((4096, 0), np.float32),
+        w_hh=_z((4096, 1024), np.float32), bias=None, h0=None, c0=None),
+        huge=True, xfail=NO_BYTE_BUDGET)
+
+
+def build_cases():
+    """Every bad-input case; building it does not call lstm_core (calls are deferred).
+    A generated row whose id a hand-written row already has is left out."""
+    cases = []
+
+    def add(id_, exc, name, call, shown=None, **flags):
+        cases.append(Case(id_, exc, name, call, shown, **flags))
+
+    def add_new(id_, *args, **flags):
+        if id_ not in hand_written:
+            add(id_, *args, **flags)
+
+    _hand_written_cases(add)
+    hand_written = {c.id for c in cases}
+    _generated_cases(add_new)
+    _huge_cases(add)
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases
@@ -358,32 +583,58 @@ def run_table():
             "expected": case.exc.__name__,
             "got": got,
             "named": re.search(name_pattern(case.name), msg) is not None,
+            "xfail": case.xfail is not None,
         })
     return out
 
 
-def test_table_is_large_and_covers_all_three_functions():
-    assert len(CASES) >= 40
+def test_table_is_large_and_covers_every_entry_point():
+    assert len(CASES) >= 300
     prefixes = {c.id.split("-")[0] for c in CASES}
-    assert prefixes == {"fwd", "bwd", "cell"}
-    assert {c.exc for c in CASES} == {TypeError, ValueError}
+    assert prefixes == {api.prefix for api in APIS} == {"fwd", "bwd", "cell", "layer",
+                                                         "layerbwd"}
+    assert {c.exc for c in CASES} == {TypeError, ValueError, MemoryError}
+    # every argument of every entry point got each generated kind of row
+    for api in APIS:
+        for arg in api.shapes:
+            for kind in ("bool", "bigendian_f4", "misaligned-bigendian_f4", "readonly-bool"):
+                assert f"{api.prefix}-{arg}-{kind}" in {c.id for c in CASES}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+# Allocations a rejected huge call may make before raising: the small valid arguments that
+# the table's call factories build (a few hundred bytes each), nothing of the huge sizes.
+HUGE_CALL_ALLOCATION_LIMIT = 1 << 20
+
+
+def _param(case):
+    marks = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+    return pytest.param(case, id=case.id, marks=marks)
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_bad_input_raises(case):
-    with pytest.raises(case.exc, match=name_pattern(case.name)) as info:
-        case.call()
+    if case.huge:
+        tracemalloc.start()
+    try:
+        with pytest.raises(case.exc, match=name_pattern(case.name)) as info:
+            case.call()
+        peak = tracemalloc.get_traced_memory()[1]  # (0, 0) when not tracing
+    finally:
+        if case.huge:
+            tracemalloc.stop()
     # The exact type, not a subclass that happens to match (e.g. a numpy AxisError).
     assert type(info.value) is case.exc
     if case.shown is not None:
         assert str(case.shown) in str(info.value), (
             f"message should show the shape {case.shown}: {info.value}"
         )
+    assert peak <= HUGE_CALL_ALLOCATION_LIMIT, f"{peak} bytes allocated before the error"
 
 
 _SUBPROCESS_SCRIPT = textwrap.dedent(
     """
-    import importlib.util, json, sys
+    import importlib.util, json, os, sys
+    sys.path.insert(0, os.path.dirname(sys.argv[1]))  # for lstm_problems (tests/ holds no lstm_core)
     spec = importlib.util.spec_from_file_location("_bad_input_table", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -391,16 +642,6 @@ _SUBPROCESS_SCRIPT = textwrap.dedent(
     sys.stdout.write("RESULTS " + json.dumps(results) + "\\n")
     """
 )
-
-
-def _run_python(script, *args, cwd, timeout):
-    """sys.executable -c script in a fresh process.  cwd is a scratch folder: `python -c` puts
-    the working directory first on sys.path, and the source tree's lstm_core (no compiled
-    module) must not shadow the installed package."""
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd,
-    )
 
 
 def test_whole_table_in_fresh_process_does_not_crash(tmp_path):
@@ -413,7 +654,9 @@ def test_whole_table_in_fresh_process_does_not_crash(tmp_path):
     assert len(line) == 1, proc.stdout[-2000:]
     results = json.loads(line[0][len("RESULTS "):])
     assert [r["id"] for r in results] == [c.id for c in CASES]
-    wrong = [r for r in results if r["got"] != r["expected"] or not r["named"]]
+    # known gaps (xfail rows) may miss the name, never the exception class
+    wrong = [r for r in results
+             if r["got"] != r["expected"] or not (r["named"] or r["xfail"])]
     assert not wrong, wrong
 
 
@@ -465,57 +708,6 @@ def test_unfilled_cache_error_names_cache():
 
 # ----------------------------------------------------------------------------- valid layouts
 
-
-def _fortran(a):
-    out = np.asfortranarray(a)
-    if a.ndim >= 2 and a.size > 1:
-        assert not out.flags.c_contiguous
-    return out
-
-
-def _negative(a):
-    out = np.flip(np.flip(a).copy())  # same values, every axis with a negative stride
-    if a.size > 1:
-        assert not out.flags.c_contiguous and min(out.strides) < 0
-    return out
-
-
-def _strided(a):
-    big = np.full(tuple(2 * n for n in a.shape), np.nan, dtype=a.dtype)
-    view = big[tuple(slice(None, None, 2) for _ in a.shape)]
-    view[...] = a
-    assert not view.flags.c_contiguous
-    return view
-
-
-def _misaligned(a):
-    buf = np.zeros(a.nbytes + 1, dtype=np.uint8)
-    view = buf[1:].view(a.dtype).reshape(a.shape)
-    view[...] = a
-    assert not view.flags.aligned and view.ctypes.data % a.dtype.itemsize != 0
-    return view
-
-
-def _readonly(a):
-    out = a.copy()
-    out.flags.writeable = False
-    return out
-
-
-def _readonly_fortran_negative(a):
-    out = _negative(np.asfortranarray(a))
-    out.flags.writeable = False
-    return out
-
-
-LAYOUTS = {
-    "fortran": _fortran,
-    "negative": _negative,
-    "strided": _strided,
-    "misaligned": _misaligned,
-    "readonly": _readonly,
-    "readonly-fortran-negative": _readonly_fortran_negative,
-}
 
 FWD_ARGS = ("x", "w_ih", "w_hh", "bias", "h0", "c0")
 BWD_ARGS = ("dy", "dh_n", "dc_n")

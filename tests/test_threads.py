@@ -94,18 +94,20 @@ def test_inputs_are_never_modified(dtype, layout):
 
 # ----------------------------------------------------------------------------- (b) threads
 
-N_THREADS = 4
-CALLS_PER_THREAD = 20
+# 8 threads x 200 calls on tiny shapes (many overlapping calls, each short), and 8 x 20 on a
+# medium shape (calls long enough to overlap inside the kernels and the BLAS).
+N_THREADS = 8
+CALLS_PER_THREAD = {"tiny": 200, "medium": 20}
 
 
-def _jobs(dtype, T, B, I, H, seed):
-    """N_THREADS lists of CALLS_PER_THREAD different inputs; weights are shared by all."""
+def _jobs(dtype, T, B, I, H, calls_per_thread, seed):
+    """N_THREADS lists of calls_per_thread different inputs; weights are shared by all."""
     rng = np.random.default_rng(seed)
     w_ih, w_hh, bias = _weights(rng, I, H, dtype)
     jobs = []
     for _ in range(N_THREADS):
         calls = []
-        for _ in range(CALLS_PER_THREAD):
+        for _ in range(calls_per_thread):
             calls.append({
                 "x": _rand(rng, (T, B, I), dtype),
                 "h0": _rand(rng, (B, H), dtype, 0.5),
@@ -137,28 +139,35 @@ def _work(weights, calls, barrier=None):
     return out
 
 
-def _assert_bitwise_equal(threaded, serial):
+def _assert_bitwise_equal(threaded, serial, calls_per_thread):
     assert len(threaded) == len(serial) == N_THREADS
     for t_out, s_out in zip(threaded, serial):
-        assert len(t_out) == len(s_out) == CALLS_PER_THREAD
+        assert len(t_out) == len(s_out) == calls_per_thread
         for t_call, s_call in zip(t_out, s_out):
             assert len(t_call) == len(s_call)
             for u, v in zip(t_call, s_call):
                 assert u.dtype == v.dtype and u.shape == v.shape
-                assert np.array_equal(u, v)
+                assert u.tobytes() == v.tobytes()
+
+
+def _in_threads(fn, jobs, *args):
+    """fn(*args, job, barrier) in N_THREADS threads started together; results in job order."""
+    barrier = threading.Barrier(N_THREADS)
+    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
+        futures = [pool.submit(fn, *args, job, barrier) for job in jobs]
+        return [f.result(timeout=300) for f in futures]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(6, 3, 8, 5), (8, 8, 24, 32)], ids=["tiny", "medium"])
-def test_threads_give_bitwise_the_serial_results(dtype, shape):
-    weights, jobs = _jobs(dtype, *shape, seed=20)
+@pytest.mark.parametrize("size,shape", [("tiny", (6, 3, 8, 5)), ("medium", (8, 8, 24, 32))],
+                         ids=["tiny", "medium"])
+def test_threads_give_bitwise_the_serial_results(size, shape, dtype):
+    calls = CALLS_PER_THREAD[size]
+    weights, jobs = _jobs(dtype, *shape, calls, seed=20)
     snap = [w.copy() for w in weights]
-    serial = [_work(weights, calls) for calls in jobs]
-    barrier = threading.Barrier(N_THREADS)
-    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
-        futures = [pool.submit(_work, weights, calls, barrier) for calls in jobs]
-        threaded = [f.result(timeout=120) for f in futures]
-    _assert_bitwise_equal(threaded, serial)
+    serial = [_work(weights, job) for job in jobs]
+    threaded = _in_threads(_work, jobs, weights)
+    _assert_bitwise_equal(threaded, serial, calls)
     # distinct inputs gave distinct outputs (the comparison above is not vacuous)
     assert not np.array_equal(serial[0][0][0], serial[1][0][0])
     for w, s in zip(weights, snap):
@@ -174,8 +183,9 @@ def test_threads_share_one_cache(dtype):
     x = _rand(rng, (T, B, I), dtype)
     cache = lc.lstm_forward(x, w_ih, w_hh, bias, _rand(rng, (B, H), dtype),
                             _rand(rng, (B, H), dtype))[3]
+    calls = CALLS_PER_THREAD["tiny"]
     grads_in = [[(_rand(rng, (T, B, H), dtype), _rand(rng, (B, H), dtype),
-                  _rand(rng, (B, H), dtype)) for _ in range(CALLS_PER_THREAD)]
+                  _rand(rng, (B, H), dtype)) for _ in range(calls)]
                 for _ in range(N_THREADS)]
 
     def run(items, barrier=None):
@@ -184,11 +194,7 @@ def test_threads_share_one_cache(dtype):
         return [list(lc.lstm_backward(cache, *d)) for d in items]
 
     serial = [run(items) for items in grads_in]
-    barrier = threading.Barrier(N_THREADS)
-    with ThreadPoolExecutor(max_workers=N_THREADS) as pool:
-        threaded = [f.result(timeout=120)
-                    for f in [pool.submit(run, items, barrier) for items in grads_in]]
-    _assert_bitwise_equal(threaded, serial)
+    _assert_bitwise_equal(_in_threads(run, grads_in), serial, calls)
 
 
 # ----------------------------------------------------------------------------- (c) the GIL

@@ -1,0 +1,76 @@
+"""Determinism: the same call gives the same bits, every time and with any BLAS thread count.
+
+Compared byte for byte (tobytes), which also tells -0.0 from 0.0.  The kernels reduce in a
+fixed order (dbias row by row; every other sum is a GEMM), so the only possible source of
+run-to-run or thread-count differences is the BLAS, whose threads threadpoolctl limits.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import lstm_core as lc
+
+from lstm_problems import Problem
+
+DTYPES = [np.float32, np.float64]
+REPEATS = 100
+
+
+def run_everything(p, dtype):
+    """Every output of every entry point for problem p, by name."""
+    args = p.args(dtype)
+    y, h_n, c_n, cache = lc.lstm_forward(*args)
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    g = lc.lstm_backward(cache, cast(p.dy), cast(p.dh_n), cast(p.dc_n))
+    yi, hi, ci, _ = lc.lstm_forward(*args, training=False)
+    x, w_ih, w_hh, bias, h0, c0 = args
+    h1, c1 = lc.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)
+    out = {"y": y, "h_n": h_n, "c_n": c_n, "y_inference": yi, "h_n_inference": hi,
+           "c_n_inference": ci, "cell_h": h1, "cell_c": c1}
+    out.update(g._asdict())
+    return out
+
+
+def differing(a, b):
+    """Names whose arrays differ in any byte, with the largest difference."""
+    return {name: float(np.max(np.abs(a[name].astype(np.float64) - b[name])))
+            for name in a if a[name].tobytes() != b[name].tobytes()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_repeated_calls_are_bitwise_identical(dtype):
+    p = Problem(8, 16, 64, 64, seed=1)
+    first = run_everything(p, dtype)
+    for repeat in range(REPEATS - 1):
+        assert differing(run_everything(p, dtype), first) == {}, f"repeat {repeat + 1}"
+
+
+def _blas_pools():
+    return [d for d in threadpool_info() if d["user_api"] == "blas"]
+
+
+# Large enough that OpenBLAS splits every GEMM between threads (its threshold is about
+# 2^16 multiply-adds per thread): forward input GEMM 1024 x 512 x 128, weight gradients
+# 512 x 128 over K = 1024 rows.
+THREADED = (16, 64, 128, 128)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(5, 3, 7, 9), THREADED], ids=["small", "threaded"])
+def test_one_and_two_blas_threads_give_the_same_bits(shape, dtype):
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: OpenBLAS would not run two threads")
+    assert _blas_pools(), "no BLAS visible to threadpoolctl: the thread limit would be a no-op"
+    p = Problem(*shape, seed=2)
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert all(d["num_threads"] == 1 for d in _blas_pools())
+        one = run_everything(p, dtype)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert all(d["num_threads"] == 2 for d in _blas_pools())
+        two = run_everything(p, dtype)
+        two_again = run_everything(p, dtype)
+    assert differing(two_again, two) == {}
+    assert differing(two, one) == {}
