@@ -12,7 +12,7 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    lengths_of, restore_float_env, shape_of, state, weights, zeros,
+    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -200,7 +200,16 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
             f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
             f"(the BLAS uses 32-bit sizes)"
         )
-    # Everything is valid: copy what needs copying, allocate, run.
+    # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
+    # what needs copying, allocate, run.
+    # y, h_n, c_n; training: the cache (gates 4H, c and h T+1 steps, tanh_c) and the packed
+    # weights; inference: the chunk's workspace.  Python ints: no overflow.
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
+                 (a_c0, "c0")),
+                T * B * H + 4 * B * H + 4 * H * H + (
+                    T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
+                    else INFERENCE_CHUNK_ROWS * 4 * H + 4 * B * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
     ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
     a_bias = contiguous(a_bias)
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)

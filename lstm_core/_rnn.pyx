@@ -13,7 +13,7 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    lengths_of, restore_float_env, shape_of, state, weights, zeros,
+    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -167,6 +167,11 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 1, "h")
     cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n; training: h for T+1 steps; inference: the chunk's workspace (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0")),
+                T * B * H + 2 * B * H + ((T + 1) * B * H if training
+                                         else INFERENCE_CHUNK_ROWS * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
     ax, a_ih, a_hh, a_bias = contiguous(ax), contiguous(a_ih), contiguous(a_hh), contiguous(a_bias)
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
     cdef cnp.ndarray y = empty((T, B, H), typenum)
@@ -349,6 +354,12 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     cdef cnp.ndarray a_b_hh = _vector(b_hh, "b_hh", typenum, 3 * H, "3H")
     cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n, the step's scratch; training: gates 3H, h for T+1 steps, hn (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_b_ih, "b_ih"), (a_b_hh, "b_hh"),
+                 (a_h0, "h0")),
+                T * B * H + 5 * B * H + (T * B * 3 * H + (T + 1) * B * H + T * B * H
+                                         if training else INFERENCE_CHUNK_ROWS * 3 * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
     ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
     a_b_ih, a_b_hh = contiguous(a_b_ih), contiguous(a_b_hh)
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)

@@ -170,3 +170,15 @@ def test_noncontiguous_inputs_give_the_same_results(cell):
             np.testing.assert_array_equal(a, e)
     for name, value in valid(cell).items():  # inputs are never modified
         np.testing.assert_array_equal(fortran[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("forward, gates", [("rnn_forward", 1), ("gru_forward", 3)])
+def test_outputs_larger_than_memory_are_refused_before_allocating(forward, gates):
+    """x of shape (1, 2^31 - 1, 0) costs nothing (zero strides) but its outputs would take
+    terabytes: MemoryError naming x, before any allocation."""
+    one = np.zeros(1, np.float32)
+    x = np.lib.stride_tricks.as_strided(one, shape=(1, 2**31 - 1, 0), strides=(0, 0, 0))
+    w_ih = np.zeros((gates * 1024, 0), np.float32)
+    w_hh = np.zeros((gates * 1024, 1024), np.float32)
+    with pytest.raises(MemoryError, match=r"^x of shape \(1, 2147483647, 0\) needs"):
+        getattr(lc, forward)(x, w_ih, w_hh)
