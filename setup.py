@@ -52,26 +52,31 @@ directives = {
     "embedsignature": True,
 }
 
-extensions = [
-    Extension(
-        "lstm_core._boundary",
-        sources=["lstm_core/_boundary.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
-    ),
-    Extension(
-        "lstm_core._lstm",
-        sources=["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
+def extension(name, sources, depends):
+    """One extension module: every module gets the same headers, macros and flags."""
+    return Extension(
+        name,
+        sources=sources,
         include_dirs=["src", np.get_include()],
-        depends=["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_kernels.inc",
-                 "src/lstm_panels.inc", "lstm_core/_blas.pxd", "lstm_core/_kernels.pxd",
-                 "lstm_core/_boundary.pxd"],
+        depends=depends,
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
-    ),
+    )
+
+
+HEADERS = ["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_dispatch.h",
+           "src/lstm_float_env.h", "src/kernel_helpers.inc", "lstm_core/_blas.pxd",
+           "lstm_core/_boundary.pxd"]
+
+extensions = [
+    extension("lstm_core._boundary", ["lstm_core/_boundary.pyx"], ["src/lstm_float_env.h"]),
+    extension("lstm_core._lstm", ["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
+              HEADERS + ["src/lstm_kernels.inc", "src/lstm_panels.inc",
+                         "lstm_core/_kernels.pxd"]),
+    extension("lstm_core._rnn", ["lstm_core/_rnn.pyx", "src/rnn_kernels.c"],
+              HEADERS + ["src/rnn_core.h", "src/rnn_kernels.inc", "lstm_core/_kernels.pxd",
+                         "lstm_core/_rnn_kernels.pxd"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -13,10 +13,13 @@ On top of them (each module imports only the ones below it):
     optim   SGD, Adam, AdamW, clip_grad_norm, schedules
     train   fit, predict, evaluate
     io      save_model, load_model, Keras weight conversion
+    gates   gate_trace, lstm_gates: per-step i, f, g, o and c, views of the training cache
+    plotting, demos (python -m lstm_core demo): optional, matplotlib for the figures
 """
 
 from lstm_core import reference
 from lstm_core._lstm import LSTMCache, lstm_backward, lstm_cell, lstm_forward
+from lstm_core.gates import gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
 from lstm_core.layers import LSTM, Linear, SequenceModel
 from lstm_core.losses import cross_entropy_loss, mse_loss
@@ -42,14 +45,34 @@ __all__ = [
     "evaluate",
     "fit",
     "from_keras_weights",
+    "gate_trace",
     "load_model",
     "lstm_backward",
     "lstm_cell",
     "lstm_forward",
+    "lstm_gates",
     "mse_loss",
     "predict",
     "reference",
     "save_model",
     "step_schedule",
     "to_keras_weights",
+]
+
+# Vanilla RNN (tanh) and GRU: the same house, torch.nn.RNN's and torch.nn.GRU's conventions.
+from lstm_core._rnn import GRUCache, RNNCache, gru_backward, gru_forward, rnn_backward, rnn_forward  # noqa: E402
+from lstm_core.layers import GRU, RNN  # noqa: E402
+from lstm_core.reference import GRUGrads, RNNGrads  # noqa: E402
+
+__all__ += [
+    "GRU",
+    "GRUCache",
+    "GRUGrads",
+    "RNN",
+    "RNNCache",
+    "RNNGrads",
+    "gru_backward",
+    "gru_forward",
+    "rnn_backward",
+    "rnn_forward",
 ]

@@ -1,6 +1,18 @@
 # Argument checking and allocation shared by the Cython boundaries; see _boundary.pyx.
 cimport numpy as cnp
 
+# Inference mode projects the input of several steps with one GEMM; it takes as many steps
+# as make about this many rows, so the GEMM stays efficient while the workspace stays
+# O(B*H) whatever T (one step at least).
+cdef enum:
+    INFERENCE_CHUNK_ROWS = 256
+
+# Subnormals flushed to zero on the calling thread while a kernel runs (src/lstm_float_env.h):
+#     saved = flush_subnormals(); ...kernels...; restore_float_env(saved)
+cdef extern from "lstm_float_env.h" nogil:
+    unsigned flush_subnormals "lstm_float_env_flush_subnormals"()
+    void restore_float_env "lstm_float_env_restore"(unsigned saved)
+
 cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum, str dtype_owner)
 cdef tuple shape_of(cnp.ndarray arr)
 cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)
@@ -8,6 +20,9 @@ cdef cnp.ndarray contiguous(cnp.ndarray arr)
 cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size, str dtype_owner, int gates, str gate_names)
 cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch, Py_ssize_t hidden, str dtype_owner, bint optional)
 cdef cnp.ndarray lengths_of(object value, Py_ssize_t batch, Py_ssize_t steps)
+cdef require_memory(object nbytes, str name, tuple shape, str what)
+cdef require_copy_memory(cnp.ndarray arr, str name)
+cdef require_fit(tuple inputs, object elements, cnp.ndarray x, str what)
 cdef cnp.ndarray empty(tuple shape, int typenum)
 cdef cnp.ndarray zeros(tuple shape, int typenum)
 

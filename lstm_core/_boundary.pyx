@@ -8,9 +8,23 @@
 cimport numpy as cnp
 from libc.limits cimport INT_MAX
 
+import os
+
 import numpy as np
 
 cnp.import_array()
+
+
+def _physical_memory():
+    """Bytes of RAM of this machine, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+# Read once at import; no call can need more than the machine has.
+cdef object PHYSICAL_MEMORY = _physical_memory()
 
 
 cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum,
@@ -114,6 +128,35 @@ cdef cnp.ndarray lengths_of(object value, Py_ssize_t batch, Py_ssize_t steps):
             f"lengths must lie in [0, T] = [0, {steps}], got values from {arr.min()} to {arr.max()}"
         )
     return np.ascontiguousarray(arr, dtype=np.intc)
+
+
+cdef require_memory(object nbytes, str name, tuple shape, str what):
+    """MemoryError naming the argument, before anything is allocated, when a call would need
+    more bytes than the machine has (nbytes is a Python int: it never overflows)."""
+    if PHYSICAL_MEMORY is not None and nbytes > PHYSICAL_MEMORY:
+        raise MemoryError(
+            f"{name} of shape {shape} needs {nbytes / 2**30:.3g} GiB for {what}, more than "
+            f"this machine's {PHYSICAL_MEMORY / 2**30:.3g} GiB of memory"
+        )
+
+
+cdef require_copy_memory(cnp.ndarray arr, str name):
+    """The one copy of a non-contiguous or misaligned input must fit in memory."""
+    if arr is not None and not (cnp.PyArray_IS_C_CONTIGUOUS(arr) and cnp.PyArray_ISALIGNED(arr)):
+        shape = shape_of(arr)
+        nbytes = cnp.PyArray_ITEMSIZE(arr)
+        for n in shape:
+            nbytes *= n
+        require_memory(nbytes, name, shape, "its contiguous copy")
+
+
+cdef require_fit(tuple inputs, object elements, cnp.ndarray x, str what):
+    """Before any copy or allocation: the copy of every input that needs one, and `elements`
+    more elements of x's dtype (outputs, caches, workspace), must fit in memory; MemoryError
+    naming the argument otherwise.  inputs: ((array or None, name), ...)."""
+    for arr, name in inputs:
+        require_copy_memory(arr, name)
+    require_memory(elements * cnp.PyArray_ITEMSIZE(x), "x", shape_of(x), what)
 
 
 cdef cnp.ndarray empty(tuple shape, int typenum):

@@ -11,8 +11,8 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    checked, contiguous, data_of, empty, expect_shape, lengths_of, shape_of, state, weights,
-    zeros,
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
+    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -29,26 +29,23 @@ ctypedef fused real:
     float
     double
 
-# Inference mode projects the input of several steps with one GEMM; it takes as many steps
-# as make about this many rows, so the GEMM stays efficient while the workspace stays
-# O(B*H) whatever T (one step at least).
-cdef enum:
-    INFERENCE_CHUNK_ROWS = 256
-
 # Batch sizes for which the recurrent products use the packed small-batch kernel instead of
-# the BLAS (src/lstm_core.h, "Small batches"): below, one-row and few-row products are
-# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured on the
-# benchmark shapes (benchmarks/bench_lstm.py).
+# the BLAS (src/lstm_core.h, "Small batches").  Below, one-row and few-row products are
+# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured at 1 thread
+# against the BLAS path in one process (forward / forward+backward speed-up): float32 B=8
+# 1.8/1.5, B=16 1.3/1.3, B=32 1.1/1.2, B=48 1.2/0.9; float64 B=16 1.25/1.1, B=32 1.0/0.9.
 cdef enum:
     PANELS_MIN_BATCH = 8
-    PANELS_MAX_BATCH = 48
+    PANELS_MAX_BATCH_F32 = 32
+    PANELS_MAX_BATCH_F64 = 16
 
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t B, Py_ssize_t K, Py_ssize_t N, int typenum):
     """Workspace for w_hh packed as a K x N matrix, or None when B is not a small batch."""
-    if B < PANELS_MIN_BATCH or B > PANELS_MAX_BATCH:
+    cdef bint single = typenum == cnp.NPY_FLOAT
+    if B < PANELS_MIN_BATCH or B > (PANELS_MAX_BATCH_F32 if single else PANELS_MAX_BATCH_F64):
         return None
-    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if single
                             else lstm_panels_size_f64(<int>K, <int>N))
     return empty((size,), typenum)
 
@@ -118,6 +115,7 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
     if cache is not None:
         c32, c64 = &cache.c32, &cache.c64
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
@@ -128,6 +126,7 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
                 lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
                              lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *dh0,
@@ -140,6 +139,7 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
     cdef const real *w_hh = <const real *>data_of(cache.w_hh)
     cdef const int *lengths = <const int *>data_of(cache.lengths)
     with nogil:
+        saved_env = flush_subnormals()
         if real is float:
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
@@ -152,6 +152,7 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
                               gemm_f64)
+        restore_float_env(saved_env)
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,
@@ -199,7 +200,16 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
             f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
             f"(the BLAS uses 32-bit sizes)"
         )
-    # Everything is valid: copy what needs copying, allocate, run.
+    # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
+    # what needs copying, allocate, run.
+    # y, h_n, c_n; training: the cache (gates 4H, c and h T+1 steps, tanh_c) and the packed
+    # weights; inference: the chunk's workspace.  Python ints: no overflow.
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
+                 (a_c0, "c0")),
+                T * B * H + 4 * B * H + 4 * H * H + (
+                    T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
+                    else INFERENCE_CHUNK_ROWS * 4 * H + 4 * B * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
     ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
     a_bias = contiguous(a_bias)
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)

@@ -5,7 +5,7 @@
 
 File format: one .npz (zip) archive holding every parameter under its state_dict name and
 "__config__", a 0-d unicode array with JSON {"format": "lstm_core.model", "version": 1,
-"class": "LSTM" | "Linear" | "SequenceModel", "config": constructor arguments}.  Nothing in it
+"class": "LSTM" | "GRU" | "RNN" | "Linear" | "SequenceModel", "config": constructor arguments}.  Nothing in it
 is pickled, so loading never runs code.  Saving writes a temporary file in the target's folder,
 fsyncs it and renames it over the target (os.replace): a crash leaves the old file or the new
 one, never half of one.
@@ -22,7 +22,10 @@ import zipfile
 
 import numpy as np
 
-from lstm_core.layers import LSTM, Linear, SequenceModel
+from lstm_core.layers import GRU, LSTM, RNN, Linear, SequenceModel
+
+# The classes a file may name, by name: nothing else is ever constructed from a file.
+_RECURRENT = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
 
 FORMAT = "lstm_core.model"
 VERSION = 1
@@ -33,9 +36,10 @@ _CONFIG_KEY = "__config__"
 
 def _describe(model):
     """The JSON-able description of a model: class name and constructor arguments."""
-    if not isinstance(model, (LSTM, Linear, SequenceModel)):
+    if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel)):
         raise TypeError(
-            f"model must be an lstm_core LSTM, Linear or SequenceModel, got {type(model).__name__}"
+            "model must be an lstm_core LSTM, GRU, RNN, Linear or SequenceModel, "
+            f"got {type(model).__name__}"
         )
     return {"format": FORMAT, "version": VERSION, "class": type(model).__name__,
             "config": model.config()}
@@ -51,13 +55,14 @@ def _build(description):
         )
     kind, config = description.get("class"), description.get("config")
     try:
-        if kind == "LSTM":
-            return LSTM(**config)
+        if kind in _RECURRENT:
+            return _RECURRENT[kind](**config)
         if kind == "Linear":
             return Linear(**config)
         if kind == "SequenceModel":
             head = None if config["head"] is None else Linear(**config["head"])
-            return SequenceModel(LSTM(**config["lstm"]), head, output=config["output"])
+            cell = _RECURRENT[config.get("cell", "LSTM")]  # files before GRU/RNN: an LSTM
+            return SequenceModel(cell(**config["lstm"]), head, output=config["output"])
     except (TypeError, KeyError, ValueError) as error:
         raise ValueError(f"invalid {kind} configuration {config!r:.200}: {error}") from error
     raise ValueError(f"unknown model class {kind!r} in the configuration")

@@ -1,19 +1,20 @@
-"""Layers over the functional API: an LSTM stack shaped like torch.nn.LSTM, a dense head, and
-a model composing the two.
+"""Layers over the functional API: LSTM, RNN and GRU stacks shaped like torch.nn.LSTM / RNN /
+GRU (one base class, RecurrentStack), a dense head, and a model composing an LSTM and a head.
 
 Every layer keeps its parameters as plain numpy arrays in `params` (name -> array, torch's
 names) and their gradients in `grads` (same keys, same shapes).  `backward` ADDS into `grads`,
 as torch accumulates into `.grad`; `zero_grad()` sets them back to zero.  Arrays are updated in
 place (optimizers, `load_state_dict`), so a reference to `params[name]` stays valid.
 
-The stack calls lstm_forward / lstm_backward once per layer and direction; the time loop stays
-in the compiled kernels.  The reverse direction runs the same kernel on the time-reversed input
+A stack calls its cell's forward / backward (lstm_, rnn_, gru_) once per layer and direction;
+the time loop stays in the compiled kernels.  The reverse direction runs the same kernel on the time-reversed input
 (each sequence reversed within its own length when `lengths` is given).
 """
 
 import numpy as np
 
 from lstm_core._lstm import lstm_backward, lstm_cell, lstm_forward
+from lstm_core._rnn import gru_backward, gru_forward, rnn_backward, rnn_forward
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -151,7 +152,262 @@ class Module:
         raise NotImplementedError
 
 
-class LSTM(Module):
+class RecurrentStack(Module):
+    """What the stacked recurrent layers (LSTM, RNN, GRU) share: parameters in torch's layout
+    and names, layouts (batch_first, unbatched), variable lengths, the reverse direction by
+    per-sequence reversal, dropout between layers, and the forward/backward/step loops over
+    layers and directions.
+
+    A subclass sets GATES (gate blocks of H rows: 4, 1, 3) and STATES (names of the state
+    arrays: ("h", "c") or ("h",)), and runs one layer and direction through its kernels in
+    _run_forward / _run_backward / _run_step.  States travel as tuples of len(STATES) arrays,
+    each (L*D, B, H).
+    """
+
+    GATES = 1
+    STATES = ("h",)
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+        self.input_size = _positive_int(input_size, "input_size")
+        self.hidden_size = _positive_int(hidden_size, "hidden_size")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.dtype = float_dtype(dtype)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.training = True
+        self._tape = None
+        self.dhx = None
+
+        H, G = self.hidden_size, self.GATES * self.hidden_size
+        bound = 1.0 / np.sqrt(H)
+        self.params = {}
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes():
+                shapes = {f"weight_ih_l{layer}{suffix}": (G, layer_input),
+                          f"weight_hh_l{layer}{suffix}": (G, H)}
+                if self.bias:
+                    shapes[f"bias_ih_l{layer}{suffix}"] = (G,)
+                    shapes[f"bias_hh_l{layer}{suffix}"] = (G,)
+                for name, shape in shapes.items():
+                    self.params[name] = self.rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+
+    def config(self):
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "bias": self.bias,
+                "batch_first": self.batch_first, "dropout": self.dropout,
+                "bidirectional": self.bidirectional, "dtype": self.dtype.name}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def _suffixes(self):
+        return ("", "_reverse")[: self.num_directions]
+
+    def _param(self, kind, layer, direction):
+        """params[f"{kind}_l{layer}{suffix}"], or None for a bias of a bias=False stack."""
+        return self.params.get(f"{kind}_l{layer}{self._suffixes()[direction]}")
+
+    # ------------------------------------------------------------------------- layouts
+
+    def _time_major(self, x, name, feature_size, feature_name):
+        """User layout -> (T, B, F) and whether it was unbatched."""
+        expected = "(B, T, F) or (T, F)" if self.batch_first else "(T, B, F) or (T, F)"
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{name} must be 3-D {expected}, got shape {x.shape}")
+        if x.shape[-1] != feature_size:
+            raise ValueError(
+                f"{name} must have {feature_name} = {feature_size} features in its last axis, "
+                f"got shape {x.shape}"
+            )
+        if x.ndim == 2:
+            return x[:, None, :], True
+        return (x.transpose(1, 0, 2) if self.batch_first else x), False
+
+    def _user_layout(self, a, unbatched):
+        """(T, B, F) -> the caller's layout."""
+        if unbatched:
+            return a[:, 0, :]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def _state(self, value, name, batch, unbatched, stacks=None):
+        """A (stacks, B, H) contiguous state from the caller's (stacks, B, H) or (stacks, H),
+        or None; stacks defaults to num_layers*num_directions."""
+        if value is None:
+            return None
+        stacks = self.num_layers * self.num_directions if stacks is None else stacks
+        value = as_input(value, name, self.dtype)
+        expected = (stacks, self.hidden_size) if unbatched else (stacks, batch, self.hidden_size)
+        if value.shape != expected:
+            raise ValueError(
+                f"{name} must have shape (num_layers*num_directions, "
+                f"{'' if unbatched else 'B, '}H) = {expected}, got {value.shape}"
+            )
+        return np.ascontiguousarray(value[:, None, :] if unbatched else value)
+
+    def _states(self, values, names, batch, unbatched, stacks=None):
+        """Each of values through _state, as a tuple (None for the absent ones)."""
+        return tuple(self._state(v, n, batch, unbatched, stacks) for v, n in zip(values, names))
+
+    # ------------------------------------------------------------------------- forward
+
+    def __call__(self, x, hx=None, lengths=None):
+        return self.forward(x, hx, lengths)
+
+    def _forward(self, x, initial, lengths):
+        """The stack's forward: x in the user's layout; initial = tuple of raw initial states
+        (or Nones) named like STATES.  Returns y in the user's layout and the final states."""
+        x, unbatched = self._time_major(as_input(x, "x", self.dtype), "x", self.input_size,
+                                        "input_size")
+        T, B, _ = x.shape
+        initial = self._states(initial, [f"{s}0" for s in self.STATES], B, unbatched)
+        if unbatched and lengths is not None:
+            lengths = np.reshape(lengths, (1,))
+        lengths = check_lengths(lengths, T, B)
+        reversal = _reversal(lengths, T, B) if self.bidirectional else None
+        # Passed only when given: the functional API takes lengths= as a keyword.
+        length_kw = {} if lengths is None else {"lengths": lengths}
+
+        D, H = self.num_directions, self.hidden_size
+        finals = tuple(np.empty((self.num_layers * D, B, H), self.dtype) for _ in self.STATES)
+        caches, masks = [], []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(D):
+                index = layer * D + direction
+                seq = layer_input if direction == 0 else _reverse(layer_input, reversal)
+                init = tuple(None if s is None else s[index] for s in initial)
+                y, final, cache = self._run_forward(seq, layer, direction, init, self.training,
+                                                    length_kw)
+                for stack, value in zip(finals, final):
+                    stack[index] = value
+                outputs.append(y if direction == 0 else _reverse(y, reversal))
+                caches.append(cache)
+            out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
+            mask = None
+            if self.training and self.dropout and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = (self.rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
+                out = out * mask
+            masks.append(mask)
+            layer_input = out
+
+        self._tape = (caches, masks, reversal, unbatched, (T, B)) if self.training else None
+        if unbatched:
+            finals = tuple(f[:, 0] for f in finals)
+        return self._user_layout(layer_input, unbatched), finals
+
+    # ------------------------------------------------------------------------- backward
+
+    def _backward(self, dy, dfinals):
+        """dL/dx from dL/dy and the final states' gradients (a tuple named like STATES, Nones
+        for zero); ADDS into self.grads; returns dx and the initial states' gradients."""
+        if self._tape is None:
+            raise RuntimeError(
+                f"backward needs a forward in training mode first (call "
+                f"{type(self).__name__.lower()}.train(); eval() keeps no caches)"
+            )
+        caches, masks, reversal, unbatched, (T, B) = self._tape
+        D, H = self.num_directions, self.hidden_size
+        stacks = self.num_layers * D
+        grad = None
+        if dy is not None:
+            dy = as_input(dy, "dy", self.dtype)
+            y_shape = self._user_layout(np.empty((T, B, D * H), np.int8), unbatched).shape
+            if dy.shape != y_shape:
+                raise ValueError(f"dy must have the shape of y, {y_shape}, got {dy.shape}")
+            grad = dy[:, None, :] if unbatched else (
+                dy.transpose(1, 0, 2) if self.batch_first else dy)
+        dfinals = self._states(dfinals, [f"d{s}_n" for s in self.STATES], B, unbatched)
+        dinitial = tuple(np.empty((stacks, B, H), self.dtype) for _ in self.STATES)
+
+        for layer in reversed(range(self.num_layers)):
+            if grad is not None and masks[layer] is not None:
+                grad = grad * masks[layer]
+            dx = None
+            for direction in range(D):
+                index = layer * D + direction
+                dy_dir = None
+                if grad is not None:
+                    dy_dir = np.ascontiguousarray(grad[:, :, direction * H:(direction + 1) * H])
+                    if direction == 1:
+                        dy_dir = _reverse(dy_dir, reversal)
+                dfinal = tuple(None if d is None else d[index] for d in dfinals)
+                g = self._run_backward(caches[index], dy_dir, dfinal)
+                self._accumulate(layer, direction, g)
+                for stack, name in zip(dinitial, self.STATES):
+                    stack[index] = getattr(g, f"d{name}0")
+                dx_dir = g.dx if direction == 0 else _reverse(g.dx, reversal)
+                dx = dx_dir if dx is None else dx + dx_dir
+            grad = dx
+
+        if unbatched:
+            dinitial = tuple(d[:, 0] for d in dinitial)
+        return self._user_layout(grad, unbatched), dinitial
+
+    def _accumulate(self, layer, direction, g):
+        suffix = self._suffixes()[direction]
+        self.grads[f"weight_ih_l{layer}{suffix}"] += g.dw_ih
+        self.grads[f"weight_hh_l{layer}{suffix}"] += g.dw_hh
+        if self.bias:
+            self._accumulate_biases(f"_l{layer}{suffix}", g)
+
+    def _accumulate_biases(self, key, g):
+        # The kernel saw b_ih + b_hh: each gets the full gradient of the sum.
+        self.grads[f"bias_ih{key}"] += g.dbias
+        self.grads[f"bias_hh{key}"] += g.dbias
+
+    def _summed_bias(self, layer, direction):
+        """b_ih + b_hh of one layer and direction, or None without biases."""
+        if not self.bias:
+            return None
+        return self._param("bias_ih", layer, direction) + self._param("bias_hh", layer, direction)
+
+    # ------------------------------------------------------------------------- streaming
+
+    def _step(self, x_t, state):
+        """One time step through every layer (inference, no dropout); state is a tuple named
+        like STATES, shaped like the final states, or None for zeros."""
+        if self.bidirectional:
+            raise ValueError(
+                f"step() needs a unidirectional {type(self).__name__} (bidirectional=False)")
+        x_t = as_input(x_t, "x_t", self.dtype)
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), "
+                f"got {x_t.shape}"
+            )
+        unbatched = x_t.ndim == 1
+        inp = x_t[None] if unbatched else x_t
+        B = inp.shape[0]
+        zeros = np.zeros((self.num_layers, B, self.hidden_size), self.dtype)
+        if state is None:
+            state = tuple(zeros for _ in self.STATES)
+        else:
+            state = self._states(state, self.STATES, B, unbatched)
+        new = tuple(np.empty_like(zeros) for _ in self.STATES)
+        for layer in range(self.num_layers):
+            result = self._run_step(inp, layer, tuple(s[layer] for s in state))
+            for stack, value in zip(new, result):
+                stack[layer] = value
+            inp = new[0][layer]
+        if unbatched:
+            return inp[0], tuple(s[:, 0] for s in new)
+        return inp.copy(), new
+
+
+class LSTM(RecurrentStack):
     """A stacked, optionally bidirectional LSTM with torch.nn.LSTM's shapes and parameters.
 
         lstm = LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
@@ -182,159 +438,48 @@ class LSTM(Module):
     (no caches, no dropout).
     """
 
+    GATES = 4
+    STATES = ("h", "c")
+
     def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
                  unit_forget_bias=False):
-        self.input_size = _positive_int(input_size, "input_size")
-        self.hidden_size = _positive_int(hidden_size, "hidden_size")
-        self.num_layers = _positive_int(num_layers, "num_layers")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
-        self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
-        self.num_directions = 2 if bidirectional else 1
-        self.dtype = float_dtype(dtype)
-        self.seed = seed
+        super().__init__(input_size, hidden_size, num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         dtype=dtype, seed=seed)
         self.unit_forget_bias = bool(unit_forget_bias)
-        self.rng = np.random.default_rng(seed)
-        self.training = True
-        self._tape = None
-        self.dhx = None
-
         H = self.hidden_size
-        bound = 1.0 / np.sqrt(H)
-        self.params = {}
-        for layer in range(self.num_layers):
-            layer_input = self.input_size if layer == 0 else H * self.num_directions
-            for suffix in self._suffixes():
-                shapes = {f"weight_ih_l{layer}{suffix}": (4 * H, layer_input),
-                          f"weight_hh_l{layer}{suffix}": (4 * H, H)}
-                if self.bias:
-                    shapes[f"bias_ih_l{layer}{suffix}"] = (4 * H,)
-                    shapes[f"bias_hh_l{layer}{suffix}"] = (4 * H,)
-                for name, shape in shapes.items():
-                    self.params[name] = self.rng.uniform(-bound, bound, shape).astype(self.dtype)
-                if self.bias and self.unit_forget_bias:
-                    self.params[f"bias_ih_l{layer}{suffix}"][H:2 * H] = 1.0
-                    self.params[f"bias_hh_l{layer}{suffix}"][H:2 * H] = 0.0
-        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+        if self.bias and self.unit_forget_bias:
+            for layer in range(self.num_layers):
+                for direction in range(self.num_directions):
+                    self._param("bias_ih", layer, direction)[H:2 * H] = 1.0
+                    self._param("bias_hh", layer, direction)[H:2 * H] = 0.0
 
     def config(self):
-        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "num_layers": self.num_layers, "bias": self.bias,
-                "batch_first": self.batch_first, "dropout": self.dropout,
-                "bidirectional": self.bidirectional, "dtype": self.dtype.name,
-                "unit_forget_bias": self.unit_forget_bias}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"LSTM({args})"
-
-    def _suffixes(self):
-        return ("", "_reverse")[: self.num_directions]
+        return {**super().config(), "unit_forget_bias": self.unit_forget_bias}
 
     def _weights(self, layer, direction):
         """(w_ih, w_hh, bias) of one layer and direction; bias = b_ih + b_hh or None."""
-        suffix = self._suffixes()[direction]
-        p = self.params
-        bias = None
-        if self.bias:
-            bias = p[f"bias_ih_l{layer}{suffix}"] + p[f"bias_hh_l{layer}{suffix}"]
-        return p[f"weight_ih_l{layer}{suffix}"], p[f"weight_hh_l{layer}{suffix}"], bias
+        return (self._param("weight_ih", layer, direction),
+                self._param("weight_hh", layer, direction), self._summed_bias(layer, direction))
 
-    # ------------------------------------------------------------------------- layouts
+    def _run_forward(self, seq, layer, direction, init, training, length_kw):
+        y, h_n, c_n, cache = lstm_forward(seq, *self._weights(layer, direction), *init,
+                                          training=training, **length_kw)
+        return y, (h_n, c_n), cache
 
-    def _time_major(self, x, name, feature_size, feature_name):
-        """User layout -> (T, B, F) and whether it was unbatched."""
-        expected = "(B, T, F) or (T, F)" if self.batch_first else "(T, B, F) or (T, F)"
-        if x.ndim not in (2, 3):
-            raise ValueError(f"{name} must be 3-D {expected}, got shape {x.shape}")
-        if x.shape[-1] != feature_size:
-            raise ValueError(
-                f"{name} must have {feature_name} = {feature_size} features in its last axis, "
-                f"got shape {x.shape}"
-            )
-        if x.ndim == 2:
-            return x[:, None, :], True
-        return (x.transpose(1, 0, 2) if self.batch_first else x), False
+    def _run_backward(self, cache, dy, dfinal):
+        return lstm_backward(cache, dy, *dfinal)
 
-    def _user_layout(self, a, unbatched):
-        """(T, B, F) -> the caller's layout."""
-        if unbatched:
-            return a[:, 0, :]
-        return a.transpose(1, 0, 2) if self.batch_first else a
-
-    def _state(self, value, name, batch, unbatched):
-        """A (L*D, B, H) contiguous state from the caller's (L*D, B, H) or (L*D, H), or None."""
-        if value is None:
-            return None
-        stacks = self.num_layers * self.num_directions
-        value = as_input(value, name, self.dtype)
-        expected = (stacks, self.hidden_size) if unbatched else (stacks, batch, self.hidden_size)
-        if value.shape != expected:
-            raise ValueError(
-                f"{name} must have shape (num_layers*num_directions, "
-                f"{'' if unbatched else 'B, '}H) = {expected}, got {value.shape}"
-            )
-        return np.ascontiguousarray(value[:, None, :] if unbatched else value)
-
-    # ------------------------------------------------------------------------- forward
-
-    def __call__(self, x, hx=None, lengths=None):
-        return self.forward(x, hx, lengths)
+    def _run_step(self, x_t, layer, state):
+        return lstm_cell(x_t, *state, *self._weights(layer, 0))
 
     def forward(self, x, hx=None, lengths=None):
         """y, (h_n, c_n) for x; see the class docstring for shapes."""
-        x, unbatched = self._time_major(as_input(x, "x", self.dtype), "x", self.input_size,
-                                        "input_size")
-        T, B, _ = x.shape
         if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
             raise TypeError(f"hx must be a pair (h0, c0) or None, got {type(hx).__name__}")
-        h0 = c0 = None
-        if hx is not None:
-            h0 = self._state(hx[0], "h0", B, unbatched)
-            c0 = self._state(hx[1], "c0", B, unbatched)
-        if unbatched and lengths is not None:
-            lengths = np.reshape(lengths, (1,))
-        lengths = check_lengths(lengths, T, B)
-        reversal = _reversal(lengths, T, B) if self.bidirectional else None
-        # Passed only when given: the functional API takes lengths= as a keyword.
-        length_kw = {} if lengths is None else {"lengths": lengths}
-
-        D, H = self.num_directions, self.hidden_size
-        shape = (self.num_layers * D, B, H)
-        h_n, c_n = np.empty(shape, self.dtype), np.empty(shape, self.dtype)
-        caches, masks = [], []
-        layer_input = x
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction in range(D):
-                index = layer * D + direction
-                w_ih, w_hh, bias = self._weights(layer, direction)
-                seq = layer_input if direction == 0 else _reverse(layer_input, reversal)
-                y, h_n[index], c_n[index], cache = lstm_forward(
-                    seq, w_ih, w_hh, bias,
-                    None if h0 is None else h0[index], None if c0 is None else c0[index],
-                    training=self.training, **length_kw)
-                outputs.append(y if direction == 0 else _reverse(y, reversal))
-                caches.append(cache)
-            out = outputs[0] if D == 1 else np.concatenate(outputs, axis=2)  # (T, B, D*H)
-            mask = None
-            if self.training and self.dropout and layer < self.num_layers - 1:
-                keep = 1.0 - self.dropout
-                mask = (self.rng.random(out.shape) < keep).astype(self.dtype) / self.dtype.type(keep)
-                out = out * mask
-            masks.append(mask)
-            layer_input = out
-
-        self._tape = (caches, masks, reversal, unbatched, (T, B)) if self.training else None
-        if unbatched:
-            h_n, c_n = h_n[:, 0], c_n[:, 0]
-        return self._user_layout(layer_input, unbatched), (h_n, c_n)
-
-    # ------------------------------------------------------------------------- backward
+        y, finals = self._forward(x, (None, None) if hx is None else tuple(hx), lengths)
+        return y, finals
 
     def backward(self, dy=None, dh_n=None, dc_n=None):
         """dL/dx from dL/dy and dL/dh_n, dL/dc_n (each shaped like what forward returned;
@@ -343,62 +488,8 @@ class LSTM(Module):
         ADDS the parameter gradients into self.grads; sets self.dhx = (dh0, dc0), the
         gradients of the initial state, shaped like hx.  May be called more than once.
         """
-        if self._tape is None:
-            raise RuntimeError(
-                "backward needs a forward in training mode first (call lstm.train(); eval() "
-                "keeps no caches)"
-            )
-        caches, masks, reversal, unbatched, (T, B) = self._tape
-        D, H = self.num_directions, self.hidden_size
-        stacks = self.num_layers * D
-        grad = None
-        if dy is not None:
-            dy = as_input(dy, "dy", self.dtype)
-            y_shape = self._user_layout(np.empty((T, B, D * H), np.int8), unbatched).shape
-            if dy.shape != y_shape:
-                raise ValueError(f"dy must have the shape of y, {y_shape}, got {dy.shape}")
-            grad = dy[:, None, :] if unbatched else (
-                dy.transpose(1, 0, 2) if self.batch_first else dy)
-        dh_n = self._state(dh_n, "dh_n", B, unbatched)
-        dc_n = self._state(dc_n, "dc_n", B, unbatched)
-        dh0 = np.empty((stacks, B, H), self.dtype)
-        dc0 = np.empty((stacks, B, H), self.dtype)
-
-        for layer in reversed(range(self.num_layers)):
-            if grad is not None and masks[layer] is not None:
-                grad = grad * masks[layer]
-            dx = None
-            for direction in range(D):
-                index = layer * D + direction
-                dy_dir = None
-                if grad is not None:
-                    dy_dir = np.ascontiguousarray(grad[:, :, direction * H:(direction + 1) * H])
-                    if direction == 1:
-                        dy_dir = _reverse(dy_dir, reversal)
-                g = lstm_backward(caches[index], dy_dir,
-                                  None if dh_n is None else dh_n[index],
-                                  None if dc_n is None else dc_n[index])
-                self._accumulate(layer, direction, g)
-                dh0[index], dc0[index] = g.dh0, g.dc0
-                dx_dir = g.dx if direction == 0 else _reverse(g.dx, reversal)
-                dx = dx_dir if dx is None else dx + dx_dir
-            grad = dx
-
-        if unbatched:
-            dh0, dc0 = dh0[:, 0], dc0[:, 0]
-        self.dhx = (dh0, dc0)
-        return self._user_layout(grad, unbatched)
-
-    def _accumulate(self, layer, direction, g):
-        suffix = self._suffixes()[direction]
-        self.grads[f"weight_ih_l{layer}{suffix}"] += g.dw_ih
-        self.grads[f"weight_hh_l{layer}{suffix}"] += g.dw_hh
-        if self.bias:
-            # The kernel saw b_ih + b_hh: each gets the full gradient of the sum.
-            self.grads[f"bias_ih_l{layer}{suffix}"] += g.dbias
-            self.grads[f"bias_hh_l{layer}{suffix}"] += g.dbias
-
-    # ------------------------------------------------------------------------- streaming
+        dx, self.dhx = self._backward(dy, (dh_n, dc_n))
+        return dx
 
     def step(self, x_t, state=None):
         """One time step through every layer on the fused cell (inference, no dropout).
@@ -407,33 +498,117 @@ class LSTM(Module):
         Returns y_t (B, H) (or (H,)) and the new state (h, c).  Unidirectional only: a reverse
         direction needs the whole sequence.
         """
-        if self.bidirectional:
-            raise ValueError("step() needs a unidirectional LSTM (bidirectional=False)")
-        x_t = as_input(x_t, "x_t", self.dtype)
-        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+        if state is not None and not (isinstance(state, (tuple, list)) and len(state) == 2):
+            raise TypeError(f"state must be a pair (h, c) or None, got {type(state).__name__}")
+        return self._step(x_t, state)
+
+
+class _OneStateStack(RecurrentStack):
+    """The RNN and the GRU: one state h, passed and returned as an array (not a tuple)."""
+
+    def forward(self, x, hx=None, lengths=None):
+        """y, h_n for x; see the class docstring for shapes."""
+        y, (h_n,) = self._forward(x, (hx,), lengths)
+        return y, h_n
+
+    def backward(self, dy=None, dh_n=None):
+        """dL/dx from dL/dy and dL/dh_n (shaped like what forward returned; None means zero),
+        through the last training-mode forward.
+
+        ADDS the parameter gradients into self.grads; sets self.dhx = dh0, the gradient of
+        the initial state, shaped like hx.  May be called more than once.
+        """
+        dx, (self.dhx,) = self._backward(dy, (dh_n,))
+        return dx
+
+    def step(self, x_t, state=None):
+        """One time step through every layer (inference, no dropout): x_t (B, I) or (I,);
+        state h shaped like h_n, or None for zeros.  Returns y_t (B, H) (or (H,)) and the new
+        h.  Unidirectional only."""
+        y_t, (h,) = self._step(x_t, None if state is None else (state,))
+        return y_t, h
+
+    def _run_step(self, x_t, layer, state):
+        # One inference step of the sequence kernel: its h_n is the new state.
+        _, final, _ = self._run_forward(x_t[None], layer, 0, state, False, {})
+        return final
+
+
+class RNN(_OneStateStack):
+    """A stacked, optionally bidirectional vanilla RNN with torch.nn.RNN's shapes and
+    parameters (nonlinearity 'tanh'):  h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+        rnn = RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
+                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
+                  seed=None)
+        y, h_n = rnn(x, hx=None, lengths=None)
+        dx = rnn.backward(dy, dh_n=None)          # fills rnn.grads, sets rnn.dhx = dh0
+
+    Shapes, lengths, dropout, train/eval and state dicts as LSTM's, with one state h
+    (hx, h_n: (L*D, B, H)) and parameters weight_ih_l{k} (H, I_k), weight_hh_l{k} (H, H),
+    bias_ih_l{k}, bias_hh_l{k} (H,) (the kernels add the two biases).
+    """
+
+    GATES = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
+                 bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+                 dtype=np.float32, seed=None):
+        if nonlinearity != "tanh":
             raise ValueError(
-                f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), "
-                f"got {x_t.shape}"
+                f"nonlinearity must be 'tanh' (the only one lstm_core's RNN kernels "
+                f"implement), got {nonlinearity!r}"
             )
-        unbatched = x_t.ndim == 1
-        inp = x_t[None] if unbatched else x_t
-        B = inp.shape[0]
-        zeros = np.zeros((self.num_layers, B, self.hidden_size), self.dtype)
-        if state is None:
-            h, c = zeros, zeros
-        else:
-            if not (isinstance(state, (tuple, list)) and len(state) == 2):
-                raise TypeError(f"state must be a pair (h, c) or None, got {type(state).__name__}")
-            h = self._state(state[0], "h", B, unbatched)
-            c = self._state(state[1], "c", B, unbatched)
-        h_new, c_new = np.empty_like(zeros), np.empty_like(zeros)
-        for layer in range(self.num_layers):
-            w_ih, w_hh, bias = self._weights(layer, 0)
-            h_new[layer], c_new[layer] = lstm_cell(inp, h[layer], c[layer], w_ih, w_hh, bias)
-            inp = h_new[layer]
-        if unbatched:
-            return inp[0], (h_new[:, 0], c_new[:, 0])
-        return inp.copy(), (h_new, c_new)
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         dtype=dtype, seed=seed)
+
+    def config(self):
+        return {**super().config(), "nonlinearity": self.nonlinearity}
+
+    def _run_forward(self, seq, layer, direction, init, training, length_kw):
+        y, h_n, cache = rnn_forward(seq, self._param("weight_ih", layer, direction),
+                                    self._param("weight_hh", layer, direction),
+                                    self._summed_bias(layer, direction), init[0],
+                                    training=training, **length_kw)
+        return y, (h_n,), cache
+
+    def _run_backward(self, cache, dy, dfinal):
+        return rnn_backward(cache, dy, dfinal[0])
+
+
+class GRU(_OneStateStack):
+    """A stacked, optionally bidirectional GRU with torch.nn.GRU's shapes and parameters:
+    gate order r, z, n along the 3H axis, b_hn inside the reset product,
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)     z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))  h' = (1 - z) * n + z * h
+
+        gru = GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None)
+        y, h_n = gru(x, hx=None, lengths=None)
+        dx = gru.backward(dy, dh_n=None)          # fills gru.grads, sets gru.dhx = dh0
+
+    Shapes, lengths, dropout, train/eval and state dicts as LSTM's, with one state h
+    (hx, h_n: (L*D, B, H)) and parameters weight_ih_l{k} (3H, I_k), weight_hh_l{k} (3H, H),
+    bias_ih_l{k}, bias_hh_l{k} (3H,) (passed to the kernels apart).
+    """
+
+    GATES = 3
+
+    def _run_forward(self, seq, layer, direction, init, training, length_kw):
+        y, h_n, cache = gru_forward(seq, *(self._param(kind, layer, direction) for kind in
+                                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+                                    init[0], training=training, **length_kw)
+        return y, (h_n,), cache
+
+    def _run_backward(self, cache, dy, dfinal):
+        return gru_backward(cache, dy, dfinal[0])
+
+    def _accumulate_biases(self, key, g):
+        self.grads[f"bias_ih{key}"] += g.db_ih
+        self.grads[f"bias_hh{key}"] += g.db_hh
 
 
 class Linear(Module):
@@ -495,7 +670,7 @@ class Linear(Module):
 
 
 class SequenceModel(Module):
-    """LSTM -> (last step or every step) -> optional Linear head.
+    """Recurrent stack (LSTM, GRU or RNN) -> (last step or every step) -> optional Linear head.
 
         model = SequenceModel(LSTM(I, H), Linear(H, O), output="last")
         out = model(x, lengths=None)                # (B, O) for "last", like y with O for "all"
@@ -509,8 +684,12 @@ class SequenceModel(Module):
     """
 
     def __init__(self, lstm, head=None, *, output="last"):
-        if not isinstance(lstm, LSTM):
-            raise TypeError(f"lstm must be an lstm_core.LSTM, got {type(lstm).__name__}")
+        # `lstm` keeps its name (and the "lstm." parameter prefix) whatever the cell, so
+        # that models and files written before GRU and RNN existed keep working.
+        if not isinstance(lstm, RecurrentStack):
+            raise TypeError(
+                f"lstm must be an lstm_core.LSTM, GRU or RNN, got {type(lstm).__name__}"
+            )
         if head is not None and not isinstance(head, Linear):
             raise TypeError(f"head must be an lstm_core.Linear or None, got {type(head).__name__}")
         if output not in ("last", "all"):
@@ -536,6 +715,7 @@ class SequenceModel(Module):
 
     def config(self):
         return {"lstm": self.lstm.config(),
+                "cell": type(self.lstm).__name__,
                 "head": None if self.head is None else self.head.config(),
                 "output": self.output}
 
@@ -552,16 +732,18 @@ class SequenceModel(Module):
         return self.forward(x, hx, lengths, return_state=return_state)
 
     def forward(self, x, hx=None, lengths=None, *, return_state=False):
-        """The model's output for x; with return_state=True also the LSTM's final (h_n, c_n),
-        to carry over into the next chunk of a long series (pass it back as hx)."""
-        y, (h_n, c_n) = self.lstm(x, hx, lengths)
+        """The model's output for x; with return_state=True also the recurrent stack's final
+        state ((h_n, c_n) for an LSTM, h_n for a GRU or RNN), to carry over into the next
+        chunk of a long series (pass it back as hx)."""
+        y, state = self.lstm(x, hx, lengths)
+        h_n = state[0] if isinstance(self.lstm, LSTM) else state
         if self.output == "last":
             D = self.lstm.num_directions
             features = np.concatenate(list(h_n[-D:]), axis=-1)  # (B, D*H) or (D*H,)
         else:
             features = y
         out = features if self.head is None else self.head(features)
-        return (out, (h_n, c_n)) if return_state else out
+        return (out, state) if return_state else out
 
     def backward(self, dout):
         """dL/dx from dL/d(output); ADDS into the submodules' grads (and so self.grads)."""

@@ -189,3 +189,180 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
         _as64(x_t), _state(h, B, H), _state(c, B, H), _as64(w_ih), _as64(w_hh), b, H
     )
     return h1.astype(dtype), c1.astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Vanilla RNN (tanh) and GRU, torch.nn.RNN's and torch.nn.GRU's cells.
+#
+#   RNN:  h_t = tanh(x_t @ w_ih.T + h_prev @ w_hh.T + bias)       w_ih (H,I), w_hh (H,H),
+#         bias (H,) = b_ih + b_hh
+#   GRU:  gate order r, z, n along the 3H axis; w_ih (3H,I), w_hh (3H,H), b_ih, b_hh (3H,)
+#         kept apart, because b_hn sits inside the reset product:
+#         r = sigmoid(x_t @ w_ir.T + b_ir + h_prev @ w_hr.T + b_hr)
+#         z = sigmoid(x_t @ w_iz.T + b_iz + h_prev @ w_hz.T + b_hz)
+#         n = tanh(x_t @ w_in.T + b_in + r * (h_prev @ w_hn.T + b_hn))
+#         h_t = (1 - z) * n + z * h_prev
+
+RNNGrads = namedtuple("RNNGrads", ["dx", "dw_ih", "dw_hh", "dbias", "dh0"])
+RNNGrads.__doc__ = """Gradients of rnn_backward; dbias is None when the forward had no bias."""
+
+GRUGrads = namedtuple("GRUGrads", ["dx", "dw_ih", "dw_hh", "db_ih", "db_hh", "dh0"])
+GRUGrads.__doc__ = """Gradients of gru_backward; db_ih / db_hh is None when that bias was None."""
+
+RNNReferenceCache = namedtuple(
+    "RNNReferenceCache", ["x", "w_ih", "w_hh", "has_bias", "h", "active", "dtype"]
+)
+RNNReferenceCache.__doc__ = """Saved activations of reference.rnn_forward: h (T+1,B,H), slot 0 =
+h0, h[t+1] = h_t on active steps (the carried state elsewhere); the rest as ReferenceCache."""
+
+GRUReferenceCache = namedtuple(
+    "GRUReferenceCache",
+    ["x", "w_ih", "w_hh", "has_b_ih", "has_b_hh", "h", "gates", "hn", "active", "dtype"],
+)
+GRUReferenceCache.__doc__ = """Saved activations of reference.gru_forward: h (T+1,B,H);
+gates (T,B,3H) post-activation r, z, n; hn (T,B,H) = h_prev @ w_hn.T + b_hn."""
+
+
+def _cell_sizes(x, w_ih, w_hh, gates):
+    """(T, B, I, H) of a cell whose weights stack `gates` blocks of H rows."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"x must be 3-D (T, B, I), got shape {x.shape}")
+    rows, input_size = np.shape(w_ih)
+    hidden = rows // gates
+    if rows % gates or input_size != x.shape[2] or np.shape(w_hh) != (rows, hidden):
+        raise ValueError(
+            f"inconsistent shapes: x {x.shape}, w_ih {np.shape(w_ih)}, w_hh {np.shape(w_hh)}"
+        )
+    return x.shape[0], x.shape[1], input_size, hidden
+
+
+def _bias(b, size):
+    return np.zeros(size) if b is None else _as64(b)
+
+
+def _weight_gradients(dgi, dgh, x, h, w_ih):
+    """dx, dw_ih, dw_hh, and the bias gradients from dgi and dgh (T,B,G), the gradients of the
+    input product x_t @ w_ih.T and of the recurrent product h_prev @ w_hh.T (the same array
+    for the RNN)."""
+    T, B, I = x.shape
+    G, H = dgi.shape[2], h.shape[2]
+    rows_i = dgi.reshape(T * B, G)
+    rows_h = dgh.reshape(T * B, G)
+    dx = (rows_i @ w_ih).reshape(x.shape)
+    dw_ih = rows_i.T @ x.reshape(T * B, I)
+    dw_hh = rows_h.T @ h[:T].reshape(T * B, H)
+    return dx, dw_ih, dw_hh, rows_i.sum(axis=0), rows_h.sum(axis=0)
+
+
+def _output_gradients(cache, dy, dh_n):
+    """dL/dy (T,B,H) and a fresh copy of dL/dh_n (B,H), the running dL/dh; None means zero."""
+    T, B, _ = cache.x.shape
+    H = cache.w_hh.shape[1]
+    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
+    if dy.shape != (T, B, H):
+        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
+    return dy, _state(dh_n, B, H).copy()
+
+
+def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
+    """Run a vanilla (tanh) RNN over a whole sequence.
+
+    x (T,B,I) -> y (T,B,H), h_n (B,H), cache (None when training=False); lengths as in
+    lstm_forward.
+    """
+    T, B, _, H = _cell_sizes(x, w_ih, w_hh, 1)
+    active = _active(lengths, T, B)
+    dtype = np.result_type(x, w_ih, w_hh)
+    x, w_ih, w_hh, b = _as64(x), _as64(w_ih), _as64(w_hh), _bias(bias, H)
+    h = np.empty((T + 1, B, H))
+    y = np.empty((T, B, H))
+    h[0] = _state(h0, B, H)
+    for t in range(T):
+        h_t = np.tanh(x[t] @ w_ih.T + h[t] @ w_hh.T + b)
+        h[t + 1] = np.where(active[t], h_t, h[t])
+        y[t] = np.where(active[t], h_t, 0.0)
+    cache = None
+    if training:
+        cache = RNNReferenceCache(x, w_ih, w_hh, bias is not None, h, active, dtype)
+    return y.astype(dtype), h[T].astype(dtype), cache
+
+
+def rnn_backward(cache, dy=None, dh_n=None):
+    """Gradients of L given dL/dy (T,B,H) and dL/dh_n (B,H); None means zero."""
+    x, w_hh, h = cache.x, cache.w_hh, cache.h
+    dy, dh = _output_gradients(cache, dy, dh_n)
+    T, B, H = dy.shape
+    dz = np.empty((T, B, H))
+    for t in reversed(range(T)):
+        on = cache.active[t]  # past its length a sequence passes dh through untouched
+        dz[t] = np.where(on, (dh + dy[t]) * (1.0 - h[t + 1] ** 2), 0.0)  # through tanh
+        dh = np.where(on, dz[t] @ w_hh, dh)
+    dx, dw_ih, dw_hh, dbias, _ = _weight_gradients(dz, dz, x, h, cache.w_ih)
+    out = cache.dtype
+    return RNNGrads(dx.astype(out), dw_ih.astype(out), dw_hh.astype(out),
+                    dbias.astype(out) if cache.has_bias else None, dh.astype(out))
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, lengths=None):
+    """Run a GRU over a whole sequence (gate order r, z, n).
+
+    x (T,B,I) -> y (T,B,H), h_n (B,H), cache (None when training=False); lengths as in
+    lstm_forward.
+    """
+    T, B, _, H = _cell_sizes(x, w_ih, w_hh, 3)
+    active = _active(lengths, T, B)
+    dtype = np.result_type(x, w_ih, w_hh)
+    x, w_ih, w_hh = _as64(x), _as64(w_ih), _as64(w_hh)
+    bi, bh = _bias(b_ih, 3 * H), _bias(b_hh, 3 * H)
+    h = np.empty((T + 1, B, H))
+    y = np.empty((T, B, H))
+    gates = np.zeros((T, B, 3 * H))
+    hn = np.zeros((T, B, H))
+    h[0] = _state(h0, B, H)
+    for t in range(T):
+        gi = x[t] @ w_ih.T + bi  # (B, 3H)
+        gh = h[t] @ w_hh.T + bh  # (B, 3H)
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+        n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+        h_t = (1.0 - z) * n + z * h[t]
+        on = active[t]
+        gates[t] = np.where(on, np.concatenate([r, z, n], axis=1), 0.0)
+        hn[t] = np.where(on, gh[:, 2 * H :], 0.0)
+        h[t + 1] = np.where(on, h_t, h[t])
+        y[t] = np.where(on, h_t, 0.0)
+    cache = None
+    if training:
+        cache = GRUReferenceCache(x, w_ih, w_hh, b_ih is not None, b_hh is not None, h, gates,
+                                  hn, active, dtype)
+    return y.astype(dtype), h[T].astype(dtype), cache
+
+
+def gru_backward(cache, dy=None, dh_n=None):
+    """Gradients of L given dL/dy (T,B,H) and dL/dh_n (B,H); None means zero.
+
+    The input product gi and the recurrent product gh get different gradients in their n
+    block only: dgi_n = dn, dgh_n = dn * r (r multiplies h_prev @ w_hn.T + b_hn).
+    """
+    x, w_hh, h = cache.x, cache.w_hh, cache.h
+    dy, dh = _output_gradients(cache, dy, dh_n)
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dgi = np.zeros((T, B, 3 * H))
+    dgh = np.zeros((T, B, 3 * H))
+    for t in reversed(range(T)):
+        on = cache.active[t]
+        r, z, n = np.split(cache.gates[t], 3, axis=1)
+        dh_t = dh + dy[t]
+        dn = dh_t * (1.0 - z) * (1.0 - n**2)  # h_t = (1-z) n + z h_prev; n = tanh(.)
+        dz = dh_t * (h[t] - n) * z * (1.0 - z)  # z = sigmoid(.)
+        dr = dn * cache.hn[t] * r * (1.0 - r)  # r = sigmoid(.), inside n's r * hn
+        dgi[t] = np.where(on, np.concatenate([dr, dz, dn], axis=1), 0.0)
+        dgh[t] = np.where(on, np.concatenate([dr, dz, dn * r], axis=1), 0.0)
+        dh = np.where(on, dh_t * z + dgh[t] @ w_hh, dh)
+    dx, dw_ih, dw_hh, db_ih, db_hh = _weight_gradients(dgi, dgh, x, h, cache.w_ih)
+    out = cache.dtype
+    return GRUGrads(dx.astype(out), dw_ih.astype(out), dw_hh.astype(out),
+                    db_ih.astype(out) if cache.has_b_ih else None,
+                    db_hh.astype(out) if cache.has_b_hh else None, dh.astype(out))

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from lstm_core.layers import SequenceModel, check_lengths
+from lstm_core.layers import LSTM, SequenceModel, check_lengths
 from lstm_core.losses import get_loss
 from lstm_core.optim import Adam, clip_grad_norm
 
@@ -94,8 +94,19 @@ class _Data:
 def _check_model(model):
     if not isinstance(model, SequenceModel):
         raise TypeError(
-            f"model must be an lstm_core.SequenceModel (LSTM + head), got {type(model).__name__}"
+            "model must be an lstm_core.SequenceModel (recurrent stack + head), "
+            f"got {type(model).__name__}"
         )
+
+
+def _state_arrays(state):
+    """The arrays of a recurrent state: (h, c) of an LSTM, or the h of a GRU or RNN."""
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _state_like(arrays, model):
+    """A state of model's recurrent stack from its arrays (the inverse of _state_arrays)."""
+    return tuple(arrays) if isinstance(model.lstm, LSTM) else arrays[0]
 
 
 def _batches(size, batch_size, rng=None):
@@ -266,9 +277,10 @@ def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=Fa
     """The model's output for x in eval mode (no dropout, no caches); the model's mode is
     restored afterwards.
 
-    batch_size: run that many sequences at a time (None: all at once).  hx (h0, c0) and
-    return_state=True give stateful inference: feed a long series chunk by chunk, passing the
-    returned (h_n, c_n) as the next chunk's hx, and the outputs equal those of one call.
+    batch_size: run that many sequences at a time (None: all at once).  hx (the stack's initial
+    state: (h0, c0) for an LSTM, h0 for a GRU or RNN) and return_state=True give stateful
+    inference: feed a long series chunk by chunk, passing the returned state as the next
+    chunk's hx, and the outputs equal those of one call.
     """
     _check_model(model)
     data = _Data(model, x, None, lengths)
@@ -278,21 +290,22 @@ def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=Fa
     was_training = model.training
     model.eval()
     try:
-        outs, h_parts, c_parts = [], [], []
+        outs, states = [], []
         for index in _batches(data.size, batch_size) or [np.arange(0)]:  # N = 0: one empty batch
             xb, _, lb = data.batch(index)
-            hb = None if hx is None else (np.take(hx[0], index, axis=1),
-                                          np.take(hx[1], index, axis=1))
-            out, (h_n, c_n) = model(xb, hb, lb, return_state=True)
+            hb = None
+            if hx is not None:
+                hb = _state_like([np.take(a, index, axis=1) for a in _state_arrays(hx)], model)
+            out, state = model(xb, hb, lb, return_state=True)
             outs.append(out)
-            h_parts.append(h_n)
-            c_parts.append(c_n)
+            states.append(_state_arrays(state))
     finally:
         model.train(was_training)
     out_axis = data.batch_axis if model.output == "all" else 0
     out = np.concatenate(outs, axis=out_axis)
     if return_state:
-        return out, (np.concatenate(h_parts, axis=1), np.concatenate(c_parts, axis=1))
+        # the batch axis of a state is axis 1: (layers * directions, B, H)
+        return out, _state_like([np.concatenate(parts, axis=1) for parts in zip(*states)], model)
     return out
 
 

@@ -123,10 +123,11 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
                             const int *lengths, int t, int B, int H);
 
 /*
- * Small batches.  For a few rows (8 <= B <= 48 is where it pays), the BLAS spends much of
- * each step repacking w_hh; the drivers can instead use a built-in kernel that reads a copy
- * of the weights packed once per call into panels of PANEL columns (16 float32 or 8 float64,
- * one 64-byte vector), each K rows deep:  packed[p][k][j] = W[k][p*PANEL + j], zero past N.
+ * Small batches.  For a few rows (8 <= B <= 32 in float32, <= 16 in float64), the BLAS
+ * spends much of each step repacking w_hh; the drivers can instead use a built-in kernel
+ * that reads a copy of the weights packed once per call into panels of PANEL columns (16
+ * float32 or 8 float64, one 64-byte vector), each K rows deep:
+ *     packed[p][k][j] = W[k][p*PANEL + j], zero past N.
  * It fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
  * set, as the BLAS's do).
  *

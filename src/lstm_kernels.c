@@ -8,21 +8,7 @@
 
 #include "lstm_activations.h"
 #include "lstm_core.h"
-
-/*
- * Runtime CPU dispatch of the pointwise kernels (their loops are what the compiler
- * vectorises): gcc compiles each one for x86-64-v4 (AVX-512), x86-64-v3 (AVX2) and the
- * portable baseline, and the dynamic loader picks the best the CPU has (an ifunc), so one
- * wheel is both portable and fast.  The clones give bitwise-identical results: the loops are
- * elementwise, and -std=c99 keeps gcc from fusing a*b+c into FMAs.  Elsewhere (other
- * compilers or platforms, or LSTM_CORE_NO_DISPATCH) only the baseline is built.
- */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(LSTM_CORE_NO_DISPATCH)
-#define DISPATCH __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DISPATCH
-#endif
+#include "lstm_dispatch.h"
 
 /* The small-batch product fuses multiply-adds into FMAs where the instruction set has them
  * (everything else is compiled with -std=c99, which does not). */
@@ -34,13 +20,6 @@
 
 /* Rows of a per block of the small-batch product (lstm_panels.inc): 8 accumulators. */
 #define ROWS 8
-
-/* The row kernels must be inlined into each clone to be compiled for its instruction set. */
-#if defined(__GNUC__)
-#define ROW_KERNEL static inline __attribute__((always_inline))
-#else
-#define ROW_KERNEL static inline
-#endif
 
 #define real float
 #define FN(name) name##_f32

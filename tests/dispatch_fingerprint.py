@@ -3,7 +3,7 @@
 .ci/run builds the package a second time without runtime CPU dispatch (the portable
 baseline code only) and checks that both builds print the same hash: the AVX-512, AVX2
 and baseline versions of the pointwise kernels must give identical results.  The batch of 5
-keeps the recurrent products on the BLAS: the packed small-batch kernel (8 <= B <= 48)
+keeps the recurrent products on the BLAS: the packed small-batch kernel (8 <= B <= 32)
 fuses multiply-adds where the CPU has FMA, so its last bits depend on the instruction set.
 """
 

@@ -134,3 +134,21 @@ def test_cache_arrays_are_read_only():
         with pytest.raises(ValueError, match="read-only"):
             getattr(cache, name)[...] = 0
     assert cache.gates.shape == (3, 2, 20) and cache.h.shape == (4, 2, 5)
+
+
+# The packed small-batch kernel serves 8 <= B <= 32 (float32) and 8 <= B <= 16 (float64);
+# these batches sit on both sides of its bounds, leave partial blocks of 8 rows (13, 33) and,
+# with odd H, partial 16- or 8-column panels, in the forward (N = 4H) and the backward (N = H).
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("B", [7, 8, 13, 16, 17, 32, 33])
+@pytest.mark.parametrize("H", [3, 17, 40])
+def test_small_batch_kernel_edges(B, H, dtype):
+    p = Problem(9, B, 11, H, seed=B * 100 + H)
+    cache, ref_cache = check_forward(p, dtype)
+    check_backward(cache, ref_cache, p.dy, p.dh_n, p.dc_n, dtype)
+    # the streaming cell takes the same kernel for the same B: one step, same bits
+    x, w_ih, w_hh, b, h0, c0 = p.args(dtype)
+    y, _, c_n, _ = lc.lstm_forward(x[:1], w_ih, w_hh, b, h0, c0, training=False)
+    h1, c1 = lc.lstm_cell(x[0], h0, c0, w_ih, w_hh, b)
+    np.testing.assert_array_equal(h1, y[0])
+    np.testing.assert_array_equal(c1, c_n)

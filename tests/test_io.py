@@ -167,3 +167,29 @@ def test_keras_weights_import_and_export():
         lc.from_keras_weights([weights[0].T, weights[1], weights[2]])
     with pytest.raises(ValueError, match="no parameters for layer 3"):
         lc.to_keras_weights(stack.params, layer=3)
+
+
+@pytest.mark.parametrize("cell", ["GRU", "RNN"])
+def test_gru_and_rnn_models_round_trip(tmp_path, cell):
+    stack = getattr(lc, cell)(3, 4, 2, bidirectional=True, dtype=np.float64, seed=2)
+    original = lc.SequenceModel(stack, lc.Linear(8, 1, dtype=np.float64, seed=3))
+    lc.save_model(original, tmp_path / "model.npz")
+    loaded = lc.load_model(tmp_path / "model.npz")
+    assert type(loaded.lstm) is type(stack) and loaded.config() == original.config()
+    x = np.random.default_rng(4).standard_normal((6, 2, 3))
+    assert np.array_equal(lc.predict(loaded, x), lc.predict(original, x))
+    lc.save_model(stack, tmp_path / "stack.npz")
+    assert type(lc.load_model(tmp_path / "stack.npz")) is type(stack)
+
+
+def test_unknown_cell_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    lc.save_model(model(np.float64), path)
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {k: archive[k] for k in archive.files}
+    description = json.loads(str(entries["__config__"]))
+    description["config"]["cell"] = "Transformer"
+    entries["__config__"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.raises(ValueError, match="Transformer|configuration"):
+        lc.load_model(path)

@@ -156,3 +156,17 @@ def test_fit_errors():
         lc.fit(regressor(), x, y, loss="hinge", progress=False)
     with pytest.raises(ValueError, match="x must be 3-D"):
         lc.fit(regressor(), x[0], y, progress=False)
+
+
+@pytest.mark.parametrize("cell", ["GRU", "RNN"])
+def test_stateful_inference_with_gru_and_rnn(cell):
+    """Chunks fed with the carried state give the outputs of one call, whatever the cell."""
+    stack = getattr(lc, cell)(2, 5, 2, batch_first=True, dtype=np.float64, seed=1)
+    model = lc.SequenceModel(stack, lc.Linear(5, 1, dtype=np.float64, seed=2), output="all")
+    x = np.random.default_rng(3).standard_normal((3, 12, 2))
+    whole = lc.predict(model, x)
+    first, state = lc.predict(model, x[:, :7], return_state=True)
+    assert isinstance(state, np.ndarray) and state.shape == (2, 3, 5)
+    second = lc.predict(model, x[:, 7:], hx=state, batch_size=2)
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12,
+                               atol=1e-14)

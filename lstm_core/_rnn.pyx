@@ -1,0 +1,420 @@
+# The Cython boundary of the vanilla RNN (tanh) and the GRU: rnn_forward, rnn_backward,
+# gru_forward, gru_backward.
+#
+# The same rules as lstm_core._lstm, through the same checks (lstm_core._boundary): each call
+# validates once (TypeError for dtypes, ValueError for shapes, naming the argument), copies a
+# non-contiguous input once, allocates every output and workspace, then releases the GIL and
+# runs the whole time loop in C (src/rnn_core.h).  No module-level mutable state.
+
+cimport cython
+cimport numpy as cnp
+from libc.limits cimport INT_MAX
+
+from lstm_core._blas cimport gemm_f32, gemm_f64
+from lstm_core._boundary cimport (
+    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
+    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
+)
+from lstm_core._rnn_kernels cimport (
+    gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
+    gru_forward_f64, rnn_backward_f32, rnn_backward_f64, rnn_forward_f32, rnn_forward_f64,
+)
+
+from lstm_core.reference import GRUGrads, RNNGrads
+
+cnp.import_array()
+
+ctypedef fused real:
+    float
+    double
+
+
+# ----------------------------------------------------------------------------- shared checks
+
+cdef cnp.ndarray _sequence(object x):
+    """x checked as (T, B, I), float32 or float64, with T*B within the BLAS's int sizes."""
+    cdef cnp.ndarray ax = checked(x, "x", 3, "(T, B, I)", -1, "x")
+    if ax.shape[0] * ax.shape[1] > INT_MAX:
+        raise ValueError(
+            f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
+            f"(the BLAS uses 32-bit sizes)"
+        )
+    return ax
+
+
+cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, str meaning):
+    """An optional checked (size,) bias (the GRU's b_ih and b_hh)."""
+    if value is None:
+        return None
+    cdef cnp.ndarray arr = checked(value, name, 1, f"({meaning},)", typenum, "x")
+    expect_shape(arr, name, (size,), f"({meaning},)")
+    return arr
+
+
+cdef int _chunk(Py_ssize_t T, Py_ssize_t B):
+    """Steps per input GEMM in inference mode (one at least)."""
+    return <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
+
+
+cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_ssize_t B,
+                         Py_ssize_t H):
+    """dy (T, B, H) and dh_n (B, H), each checked and contiguous, or None."""
+    cdef cnp.ndarray a_dy = None
+    if dy is not None:
+        a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
+        expect_shape(a_dy, "dy", (T, B, H), "(T, B, H) of the forward call")
+    cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
+    return contiguous(a_dy), contiguous(a_dh_n)
+
+
+cdef _freeze(tuple arrays):
+    for arr in arrays:
+        arr.flags.writeable = False
+
+
+# ----------------------------------------------------------------------------- RNN
+
+@cython.final
+cdef class RNNCache:
+    """What rnn_backward needs from one training-mode rnn_forward call.
+
+    The inputs of the call (x, w_ih, w_hh: the arrays passed in when already contiguous) and,
+    read-only, h (T+1, B, H) with h[0] = h0, h[t+1] = h_t (carried past a sequence's
+    length); lengths (B,) C ints, or None.  Usable by any number of rnn_backward calls;
+    only rnn_forward creates them.
+    """
+
+    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, h
+    cdef readonly bint has_bias
+    cdef int typenum
+
+    def __init__(self):
+        raise TypeError("RNNCache objects are created by rnn_forward(..., training=True)")
+
+    def __repr__(self):
+        T, B, I = shape_of(self.x)
+        return (f"<RNNCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
+                f"dtype={self.x.dtype} bias={bool(self.has_bias)}>")
+
+
+cdef void _rnn_forward_c(real *y, cnp.ndarray h_n, cnp.ndarray h_cache, cnp.ndarray work,
+                         cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_ih, cnp.ndarray w_hh,
+                         cnp.ndarray bias, cnp.ndarray lengths, int T, int B, int I, int H,
+                         int chunk):
+    """The whole forward in C with the GIL released; every array valid and allocated."""
+    cdef real *p_h_n = <real *>data_of(h_n)
+    cdef real *p_cache = <real *>data_of(h_cache)
+    cdef real *p_work = <real *>data_of(work)
+    cdef const real *p_x = <const real *>data_of(x)
+    cdef const real *p_h0 = <const real *>data_of(h0)
+    cdef const real *p_ih = <const real *>data_of(w_ih)
+    cdef const real *p_hh = <const real *>data_of(w_hh)
+    cdef const real *p_bias = <const real *>data_of(bias)
+    cdef const int *p_lengths = <const int *>data_of(lengths)
+    with nogil:
+        saved_env = flush_subnormals()
+        if real is float:
+            rnn_forward_f32(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
+                            p_lengths, T, B, I, H, chunk, gemm_f32)
+        else:
+            rnn_forward_f64(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
+                            p_lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
+
+
+cdef void _rnn_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.ndarray dbias,
+                          cnp.ndarray dh0, cnp.ndarray dz, cnp.ndarray dy, cnp.ndarray dh_n,
+                          RNNCache cache, int T, int B, int I, int H):
+    cdef real *p_dw_ih = <real *>data_of(dw_ih)
+    cdef real *p_dw_hh = <real *>data_of(dw_hh)
+    cdef real *p_dbias = <real *>data_of(dbias)
+    cdef real *p_dh0 = <real *>data_of(dh0)
+    cdef real *p_dz = <real *>data_of(dz)
+    cdef const real *p_dy = <const real *>data_of(dy)
+    cdef const real *p_dh_n = <const real *>data_of(dh_n)
+    cdef const real *p_h = <const real *>data_of(cache.h)
+    cdef const real *p_x = <const real *>data_of(cache.x)
+    cdef const real *p_ih = <const real *>data_of(cache.w_ih)
+    cdef const real *p_hh = <const real *>data_of(cache.w_hh)
+    cdef const int *p_lengths = <const int *>data_of(cache.lengths)
+    with nogil:
+        saved_env = flush_subnormals()
+        if real is float:
+            rnn_backward_f32(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
+                             p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f32)
+        else:
+            rnn_backward_f64(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
+                             p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f64)
+        restore_float_env(saved_env)
+
+
+def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
+    """Run a one-layer vanilla RNN (tanh) over a whole sequence: torch.nn.RNN's cell,
+
+        h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)
+
+    x (T, B, I); w_ih (H, I); w_hh (H, H); bias (H,) = b_ih + b_hh or None; h0 (B, H) or None
+    for zeros.  All arrays float32, or all float64.  lengths (B,) integers in [0, T] or None,
+    exactly as lstm_forward's.  Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward
+    (None when training=False, which keeps nothing per step).  Inputs are never modified;
+    the GIL is released while the kernels run.
+    """
+    cdef cnp.ndarray ax = _sequence(x)
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
+    cdef cnp.ndarray a_ih, a_hh, a_bias
+    cdef Py_ssize_t H
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 1, "h")
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n; training: h for T+1 steps; inference: the chunk's workspace (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0")),
+                T * B * H + 2 * B * H + ((T + 1) * B * H if training
+                                         else INFERENCE_CHUNK_ROWS * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
+    ax, a_ih, a_hh, a_bias = contiguous(ax), contiguous(a_ih), contiguous(a_hh), contiguous(a_bias)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef cnp.ndarray h_cache = None, work = None
+    cdef int chunk = 1
+    if training:
+        h_cache = empty((T + 1, B, H), typenum)
+    else:
+        chunk = _chunk(T, B)
+        work = empty((chunk * B * H,), typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _rnn_forward_c(<float *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
+                       a_lengths, T, B, I, H, chunk)
+    else:
+        _rnn_forward_c(<double *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
+                       a_lengths, T, B, I, H, chunk)
+    if h_cache is None:
+        return y, h_n, None
+    cdef RNNCache cache = RNNCache.__new__(RNNCache)
+    cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.h = ax, a_ih, a_hh, a_lengths, h_cache
+    cache.has_bias, cache.typenum = a_bias is not None, typenum
+    _freeze((h_cache,))
+    return y, h_n, cache
+
+
+def rnn_backward(cache, dy=None, dh_n=None):
+    """Gradients of a loss through one training-mode rnn_forward call.
+
+    dy (T, B, H), dh_n (B, H): dL/dy and dL/dh_n, None meaning zero.  Returns
+    RNNGrads(dx, dw_ih, dw_hh, dbias, dh0); dbias is None when the forward had no bias (it is
+    also the gradient of b_ih and of b_hh).
+    """
+    if not isinstance(cache, RNNCache) or (<RNNCache>cache).x is None:
+        raise TypeError(
+            "cache must be the RNNCache returned by rnn_forward(..., training=True), "
+            f"got {type(cache).__name__}"
+        )
+    cdef RNNCache c = <RNNCache>cache
+    cdef int typenum = c.typenum
+    cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
+    cdef cnp.ndarray a_dy, a_dh_n
+    a_dy, a_dh_n = _gradients_in(dy, dh_n, typenum, T, B, H)
+    cdef cnp.ndarray dx = empty((T, B, I), typenum)
+    cdef cnp.ndarray dw_ih = zeros((H, I), typenum)
+    cdef cnp.ndarray dw_hh = zeros((H, H), typenum)
+    cdef cnp.ndarray dbias = zeros((H,), typenum) if c.has_bias else None
+    cdef cnp.ndarray dh0 = empty((B, H), typenum)
+    cdef cnp.ndarray dz = empty((T, B, H), typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _rnn_backward_c(<float *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
+                        T, B, I, H)
+    else:
+        _rnn_backward_c(<double *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
+                        T, B, I, H)
+    return RNNGrads(dx, dw_ih, dw_hh, dbias, dh0)
+
+
+# ----------------------------------------------------------------------------- GRU
+
+@cython.final
+cdef class GRUCache:
+    """What gru_backward needs from one training-mode gru_forward call.
+
+    The inputs of the call (x, w_ih, w_hh) and, read-only, gates (T, B, 3H) post-activation
+    r, z, n; hn (T, B, H) = h_{t-1} @ w_hn.T + b_hn; h (T+1, B, H) with h[0] = h0; lengths
+    (B,) C ints or None.  Past a sequence's length gates and hn hold zeros and h the carried
+    state.  Usable by any number of gru_backward calls; only gru_forward creates them.
+    """
+
+    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, hn, h
+    cdef readonly bint has_b_ih, has_b_hh
+    cdef int typenum
+    cdef gru_cache_f32 c32
+    cdef gru_cache_f64 c64
+
+    def __init__(self):
+        raise TypeError("GRUCache objects are created by gru_forward(..., training=True)")
+
+    def __repr__(self):
+        T, B, I = shape_of(self.x)
+        return (f"<GRUCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
+                f"dtype={self.x.dtype} b_ih={bool(self.has_b_ih)} b_hh={bool(self.has_b_hh)}>")
+
+
+cdef void _gru_forward_c(real *y, cnp.ndarray h_n, GRUCache cache, cnp.ndarray work,
+                         cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_ih, cnp.ndarray w_hh,
+                         cnp.ndarray b_ih, cnp.ndarray b_hh, cnp.ndarray lengths, int T, int B,
+                         int I, int H, int chunk):
+    cdef real *p_h_n = <real *>data_of(h_n)
+    cdef real *p_work = <real *>data_of(work)
+    cdef const real *p_x = <const real *>data_of(x)
+    cdef const real *p_h0 = <const real *>data_of(h0)
+    cdef const real *p_ih = <const real *>data_of(w_ih)
+    cdef const real *p_hh = <const real *>data_of(w_hh)
+    cdef const real *p_b_ih = <const real *>data_of(b_ih)
+    cdef const real *p_b_hh = <const real *>data_of(b_hh)
+    cdef const int *p_lengths = <const int *>data_of(lengths)
+    cdef const gru_cache_f32 *c32 = NULL
+    cdef const gru_cache_f64 *c64 = NULL
+    if cache is not None:
+        c32, c64 = &cache.c32, &cache.c64
+    with nogil:
+        saved_env = flush_subnormals()
+        if real is float:
+            gru_forward_f32(y, p_h_n, c32, p_work, p_x, p_h0, p_ih, p_hh, p_b_ih, p_b_hh,
+                            p_lengths, T, B, I, H, chunk, gemm_f32)
+        else:
+            gru_forward_f64(y, p_h_n, c64, p_work, p_x, p_h0, p_ih, p_hh, p_b_ih, p_b_hh,
+                            p_lengths, T, B, I, H, chunk, gemm_f64)
+        restore_float_env(saved_env)
+
+
+cdef void _gru_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.ndarray db_ih,
+                          cnp.ndarray db_hh, cnp.ndarray dh0, cnp.ndarray dgi, cnp.ndarray dgh,
+                          cnp.ndarray dy, cnp.ndarray dh_n, GRUCache cache, int T, int B,
+                          int I, int H):
+    cdef real *p_dw_ih = <real *>data_of(dw_ih)
+    cdef real *p_dw_hh = <real *>data_of(dw_hh)
+    cdef real *p_db_ih = <real *>data_of(db_ih)
+    cdef real *p_db_hh = <real *>data_of(db_hh)
+    cdef real *p_dh0 = <real *>data_of(dh0)
+    cdef real *p_dgi = <real *>data_of(dgi)
+    cdef real *p_dgh = <real *>data_of(dgh)
+    cdef const real *p_dy = <const real *>data_of(dy)
+    cdef const real *p_dh_n = <const real *>data_of(dh_n)
+    cdef const real *p_x = <const real *>data_of(cache.x)
+    cdef const real *p_ih = <const real *>data_of(cache.w_ih)
+    cdef const real *p_hh = <const real *>data_of(cache.w_hh)
+    cdef const int *p_lengths = <const int *>data_of(cache.lengths)
+    with nogil:
+        saved_env = flush_subnormals()
+        if real is float:
+            gru_backward_f32(dx, p_dw_ih, p_dw_hh, p_db_ih, p_db_hh, p_dh0, p_dgi, p_dgh, p_dy,
+                             p_dh_n, &cache.c32, p_x, p_ih, p_hh, p_lengths, T, B, I, H,
+                             gemm_f32)
+        else:
+            gru_backward_f64(dx, p_dw_ih, p_dw_hh, p_db_ih, p_db_hh, p_dh0, p_dgi, p_dgh, p_dy,
+                             p_dh_n, &cache.c64, p_x, p_ih, p_hh, p_lengths, T, B, I, H,
+                             gemm_f64)
+        restore_float_env(saved_env)
+
+
+cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_b_ih,
+                             bint has_b_hh, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
+                             Py_ssize_t H, int typenum):
+    cdef GRUCache cache = GRUCache.__new__(GRUCache)
+    cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.typenum = x, w_ih, w_hh, lengths, typenum
+    cache.has_b_ih, cache.has_b_hh = has_b_ih, has_b_hh
+    cache.gates = empty((T, B, 3 * H), typenum)
+    cache.hn = empty((T, B, H), typenum)
+    cache.h = empty((T + 1, B, H), typenum)
+    cache.c32 = gru_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.hn),
+                              <float *>data_of(cache.h))
+    cache.c64 = gru_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.hn),
+                              <double *>data_of(cache.h))
+    return cache
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, lengths=None):
+    """Run a one-layer GRU over a whole sequence: torch.nn.GRU's cell, gate order r, z, n,
+
+        r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+        z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+        n = tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+        h_t = (1 - z) * n + z * h
+
+    x (T, B, I); w_ih (3H, I); w_hh (3H, H); b_ih, b_hh (3H,) or None, kept apart because
+    b_hn sits inside the reset product; h0 (B, H) or None for zeros.  All arrays float32, or
+    all float64.  lengths as lstm_forward's.  Returns y (T, B, H), h_n (B, H) and a cache for
+    gru_backward (None when training=False).
+    """
+    cdef cnp.ndarray ax = _sequence(x)
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
+    cdef cnp.ndarray a_ih, a_hh
+    cdef Py_ssize_t H
+    a_ih, a_hh, _, H = weights(w_ih, w_hh, None, typenum, I, "x", 3, "r, z, n")
+    cdef cnp.ndarray a_b_ih = _vector(b_ih, "b_ih", typenum, 3 * H, "3H")
+    cdef cnp.ndarray a_b_hh = _vector(b_hh, "b_hh", typenum, 3 * H, "3H")
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n, the step's scratch; training: gates 3H, h for T+1 steps, hn (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_b_ih, "b_ih"), (a_b_hh, "b_hh"),
+                 (a_h0, "h0")),
+                T * B * H + 5 * B * H + (T * B * 3 * H + (T + 1) * B * H + T * B * H
+                                         if training else INFERENCE_CHUNK_ROWS * 3 * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_b_ih, a_b_hh = contiguous(a_b_ih), contiguous(a_b_hh)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef GRUCache cache = None
+    cdef cnp.ndarray work
+    cdef int chunk = 1
+    if training:
+        cache = _new_gru_cache(ax, a_ih, a_hh, a_b_ih is not None, a_b_hh is not None,
+                               a_lengths, T, B, H, typenum)
+        work = empty((B * 3 * H,), typenum)
+    else:
+        chunk = _chunk(T, B)
+        work = empty((chunk * B * 3 * H + B * 3 * H + B * H,), typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _gru_forward_c(<float *>data_of(y), h_n, cache, work, ax, a_h0, a_ih, a_hh, a_b_ih,
+                       a_b_hh, a_lengths, T, B, I, H, chunk)
+    else:
+        _gru_forward_c(<double *>data_of(y), h_n, cache, work, ax, a_h0, a_ih, a_hh, a_b_ih,
+                       a_b_hh, a_lengths, T, B, I, H, chunk)
+    if cache is not None:
+        _freeze((cache.gates, cache.hn, cache.h))
+    return y, h_n, cache
+
+
+def gru_backward(cache, dy=None, dh_n=None):
+    """Gradients of a loss through one training-mode gru_forward call.
+
+    dy (T, B, H), dh_n (B, H): dL/dy and dL/dh_n, None meaning zero.  Returns
+    GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0); db_ih / db_hh is None when the forward had
+    no such bias.
+    """
+    if not isinstance(cache, GRUCache) or (<GRUCache>cache).x is None:
+        raise TypeError(
+            "cache must be the GRUCache returned by gru_forward(..., training=True), "
+            f"got {type(cache).__name__}"
+        )
+    cdef GRUCache c = <GRUCache>cache
+    cdef int typenum = c.typenum
+    cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
+    cdef cnp.ndarray a_dy, a_dh_n
+    a_dy, a_dh_n = _gradients_in(dy, dh_n, typenum, T, B, H)
+    cdef cnp.ndarray dx = empty((T, B, I), typenum)
+    cdef cnp.ndarray dw_ih = zeros((3 * H, I), typenum)
+    cdef cnp.ndarray dw_hh = zeros((3 * H, H), typenum)
+    cdef cnp.ndarray db_ih = zeros((3 * H,), typenum) if c.has_b_ih else None
+    cdef cnp.ndarray db_hh = zeros((3 * H,), typenum) if c.has_b_hh else None
+    cdef cnp.ndarray dh0 = empty((B, H), typenum)
+    cdef cnp.ndarray dgi = empty((T, B, 3 * H), typenum)
+    cdef cnp.ndarray dgh = empty((T, B, 3 * H), typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _gru_backward_c(<float *>data_of(dx), dw_ih, dw_hh, db_ih, db_hh, dh0, dgi, dgh, a_dy,
+                        a_dh_n, c, T, B, I, H)
+    else:
+        _gru_backward_c(<double *>data_of(dx), dw_ih, dw_hh, db_ih, db_hh, dh0, dgi, dgh, a_dy,
+                        a_dh_n, c, T, B, I, H)
+    return GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0)

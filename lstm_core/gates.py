@@ -1,0 +1,68 @@
+"""Gate inspection: the per-step gate activations and cell states an LSTM computed.
+
+    trace = gate_trace(cache)        # from lstm_forward(..., training=True)
+    trace["f"]                       # (T, B, H) forget gate of every step
+    traces = lstm_gates(lstm)        # after a training-mode lstm(x): one trace per layer and
+                                     # direction, index layer*D + direction, in x's layout
+
+Nothing is recomputed: the training-mode cache already holds the post-activation gates
+(T, B, 4H) in the order i, f, g, o and the cell states (T+1, B, H) with slot 0 = c0, so the
+traces are read-only views of it (the reverse direction of a bidirectional layer with
+`lengths` is the one exception: putting each sequence back in time order takes a copy).
+Past a sequence's length the gates are zeros and c holds the carried state, as in the cache.
+"""
+
+GATE_NAMES = ("i", "f", "g", "o")
+
+
+def gate_trace(cache):
+    """{"i", "f", "g", "o", "c"} -> (T, B, H) views of one lstm_forward cache.
+
+    i, f, o are the sigmoid gates, g the tanh cell candidate, c the cell state after each
+    step (c_1 .. c_T; c0 is cache.c[0]).
+    """
+    gates = cache.gates                      # (T, B, 4H), post-activation
+    hidden = gates.shape[2] // 4
+    trace = {name: gates[:, :, k * hidden:(k + 1) * hidden] for k, name in enumerate(GATE_NAMES)}
+    trace["c"] = cache.c[1:]                 # (T, B, H)
+    return trace
+
+
+def lstm_gates(lstm):
+    """The gate traces of the last training-mode forward of an lstm_core.LSTM.
+
+    Returns a list with one dict per layer and direction (index layer*D + direction, as in
+    h_n), each {"i", "f", "g", "o", "c"} -> arrays in the layout of the x that was passed:
+    (T, B, H), (B, T, H) with batch_first, (T, H) unbatched.  Reverse directions are put back
+    in input time order, so step t of every trace belongs to x's step t.
+    """
+    tape = getattr(lstm, "_tape", None)
+    if tape is None:
+        raise RuntimeError(
+            "no gates to show: run the LSTM forward in training mode first (lstm.train(); "
+            "eval() keeps no caches)"
+        )
+    # The layer's tape is (caches, dropout masks, reversal, unbatched, (T, B)); reading it here
+    # keeps the layer itself unchanged and costs nothing extra.
+    caches, _, reversal, unbatched, _ = tape
+    directions = lstm.num_directions
+    traces = []
+    for index, cache in enumerate(caches):
+        trace = gate_trace(cache)
+        if index % directions == 1:
+            trace = {k: _in_time_order(v, reversal) for k, v in trace.items()}
+        traces.append({k: _user_layout(v, lstm.batch_first, unbatched) for k, v in trace.items()})
+    return traces
+
+
+def _in_time_order(a, reversal):
+    """A reverse direction's (T, B, H) array back in input time order (its own inverse map)."""
+    if reversal is None:
+        return a[::-1]
+    return a[reversal]
+
+
+def _user_layout(a, batch_first, unbatched):
+    if unbatched:
+        return a[:, 0, :]
+    return a.transpose(1, 0, 2) if batch_first else a

@@ -1,0 +1,96 @@
+"""Figures for the demos and for looking inside a model: gate heat maps, forecasts, gradient
+norms over time.  matplotlib is optional (`pip install "lstm_core[demo]"`); it is imported
+only when a function here is called.
+
+Every function draws one figure, saves it when `path` is given, and returns the Figure.
+"""
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(
+            'plotting needs matplotlib: pip install "lstm_core[demo]" (or pip install matplotlib)'
+        ) from error
+    # No display is assumed: a script or a CI job saves files, it does not open windows.
+    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _finish(plt, fig, path):
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig
+
+
+def plot_gates(trace, sample=0, *, batch_first=False, units=None, path=None, title=None):
+    """Heat maps of i, f, g, o and c for one sequence of a gate trace (see lstm_core.gates).
+
+    trace: {"i", "f", "g", "o", "c"} -> (T, B, H) ((B, T, H) with batch_first, or (T, H)).
+    sample: which sequence of the batch; units: the hidden units to show (default all).
+    """
+    plt = _pyplot()
+    names = ("i", "f", "g", "o", "c")
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.6 * len(names)), sharex=True)
+    for ax, name in zip(axes, names):
+        a = np.asarray(trace[name])
+        if a.ndim == 3:
+            a = a[sample] if batch_first else a[:, sample]
+        if units is not None:
+            a = a[:, units]
+        # Gates live in [0, 1] (g in [-1, 1]); c is unbounded, so it gets its own scale.
+        limits = {"g": (-1, 1), "c": (None, None)}.get(name, (0, 1))
+        image = ax.imshow(a.T, aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=limits[0], vmax=limits[1])
+        ax.set_ylabel(f"{name}\nunit")
+        fig.colorbar(image, ax=ax, pad=0.01)
+    axes[-1].set_xlabel("time step")
+    axes[0].set_title(title or f"gates and cell state of sequence {sample}")
+    return _finish(plt, fig, path)
+
+
+def plot_forecast(x_axis, actual, forecasts, *, path=None, title=None, ylabel=None,
+                  history=None):
+    """A series and one or more forecasts of it.
+
+    x_axis (N,), actual (N,); forecasts: {label: (N,) array}; history: optional
+    (x_axis, values) drawn before the forecast window in grey.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    if history is not None:
+        ax.plot(history[0], history[1], color="0.6", lw=1, label="earlier data")
+    ax.plot(x_axis, actual, color="black", lw=2, label="actual")
+    for label, values in forecasts.items():
+        ax.plot(x_axis, values, lw=1.5, label=label)
+    ax.legend(loc="upper left", fontsize=8)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _finish(plt, fig, path)
+
+
+def plot_gradient_norms(norms, *, path=None, title=None):
+    """‖∂L/∂h_t‖ against the distance T - t to the loss, log scale, one line per model.
+
+    norms: {label: (distances (K,), norms (K,))}.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, (distance, value) in norms.items():
+        ax.semilogy(distance, np.maximum(value, 1e-30), marker="o", ms=3, label=label)
+    ax.set_xlabel("distance to the loss, T - t (steps)")
+    ax.set_ylabel("‖∂L/∂h_t‖")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _finish(plt, fig, path)
