@@ -159,18 +159,20 @@ cdef require_fit(tuple inputs, object elements, cnp.ndarray x, str what):
     require_memory(elements * cnp.PyArray_ITEMSIZE(x), "x", shape_of(x), what)
 
 
-cdef cnp.ndarray empty(tuple shape, int typenum):
+cdef cnp.ndarray _new_array(tuple shape, int typenum, bint zeroed):
     # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
     cdef cnp.npy_intp dims[3]
     cdef int ndim = len(shape)
     for axis in range(ndim):
         dims[axis] = shape[axis]
+    if zeroed:
+        return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
     return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
 
 
+cdef cnp.ndarray empty(tuple shape, int typenum):
+    return _new_array(shape, typenum, False)
+
+
 cdef cnp.ndarray zeros(tuple shape, int typenum):
-    cdef cnp.npy_intp dims[3]
-    cdef int ndim = len(shape)
-    for axis in range(ndim):
-        dims[axis] = shape[axis]
-    return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
+    return _new_array(shape, typenum, True)
