@@ -14,6 +14,8 @@ cdef extern from "lstm_float_env.h" nogil:
     void restore_float_env "lstm_float_env_restore"(unsigned saved)
 
 cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typenum, str dtype_owner)
+cdef cnp.ndarray sequence(object x)
+cdef int inference_chunk(Py_ssize_t T, Py_ssize_t B)
 cdef tuple shape_of(cnp.ndarray arr)
 cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)
 cdef cnp.ndarray contiguous(cnp.ndarray arr)

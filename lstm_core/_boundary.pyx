@@ -56,6 +56,23 @@ cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typen
     return arr
 
 
+cdef cnp.ndarray sequence(object x):
+    """x checked as (T, B, I), float32 or float64 (it sets the call's dtype), with T*B within
+    the BLAS's int sizes."""
+    cdef cnp.ndarray ax = checked(x, "x", 3, "(T, B, I)", -1, "x")
+    if ax.shape[0] * ax.shape[1] > INT_MAX:
+        raise ValueError(
+            f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
+            f"(the BLAS uses 32-bit sizes)"
+        )
+    return ax
+
+
+cdef int inference_chunk(Py_ssize_t T, Py_ssize_t B):
+    """Steps per input GEMM in inference mode: about INFERENCE_CHUNK_ROWS rows, one at least."""
+    return <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
+
+
 cdef tuple shape_of(cnp.ndarray arr):
     return (<object>arr).shape
 

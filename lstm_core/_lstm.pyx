@@ -12,7 +12,8 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
+    inference_chunk, lengths_of, require_fit, restore_float_env, sequence, shape_of, state,
+    weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -188,18 +189,13 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     the inputs and outputs).  Non-contiguous inputs are copied once; inputs are never
     modified; the GIL is released while the kernels run.
     """
-    cdef cnp.ndarray ax = checked(x, "x", 3, "(T, B, I)", -1, "x")
+    cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 4, "i, f, g, o")
     cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_c0 = state(c0, "c0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
-    if T * B > INT_MAX:
-        raise ValueError(
-            f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
-            f"(the BLAS uses 32-bit sizes)"
-        )
     # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
     # what needs copying, allocate, run.
     # y, h_n, c_n; training: the cache (gates 4H, c and h T+1 steps, tanh_c) and the packed
@@ -223,7 +219,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     if training:
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
-        chunk = <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
+        chunk = inference_chunk(T, B)
         work = empty((chunk * B * 4 * H + B * H,), typenum)
     _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h0,
                     a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)

@@ -8,12 +8,12 @@
 
 cimport cython
 cimport numpy as cnp
-from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    lengths_of, require_fit, restore_float_env, shape_of, state, weights, zeros,
+    inference_chunk, lengths_of, require_fit, restore_float_env, sequence, shape_of, state,
+    weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -31,17 +31,6 @@ ctypedef fused real:
 
 # ----------------------------------------------------------------------------- shared checks
 
-cdef cnp.ndarray _sequence(object x):
-    """x checked as (T, B, I), float32 or float64, with T*B within the BLAS's int sizes."""
-    cdef cnp.ndarray ax = checked(x, "x", 3, "(T, B, I)", -1, "x")
-    if ax.shape[0] * ax.shape[1] > INT_MAX:
-        raise ValueError(
-            f"x of shape {shape_of(ax)} is too large: T*B must be at most {INT_MAX} "
-            f"(the BLAS uses 32-bit sizes)"
-        )
-    return ax
-
-
 cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, str meaning):
     """An optional checked (size,) bias (the GRU's b_ih and b_hh)."""
     if value is None:
@@ -49,11 +38,6 @@ cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, s
     cdef cnp.ndarray arr = checked(value, name, 1, f"({meaning},)", typenum, "x")
     expect_shape(arr, name, (size,), f"({meaning},)")
     return arr
-
-
-cdef int _chunk(Py_ssize_t T, Py_ssize_t B):
-    """Steps per input GEMM in inference mode (one at least)."""
-    return <int>max(1, min(T, INFERENCE_CHUNK_ROWS // max(B, 1)))
 
 
 cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_ssize_t B,
@@ -159,7 +143,7 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     (None when training=False, which keeps nothing per step).  Inputs are never modified;
     the GIL is released while the kernels run.
     """
-    cdef cnp.ndarray ax = _sequence(x)
+    cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_ih, a_hh, a_bias
@@ -181,7 +165,7 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     if training:
         h_cache = empty((T + 1, B, H), typenum)
     else:
-        chunk = _chunk(T, B)
+        chunk = inference_chunk(T, B)
         work = empty((chunk * B * H,), typenum)
     if typenum == cnp.NPY_FLOAT:
         _rnn_forward_c(<float *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
@@ -344,7 +328,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     all float64.  lengths as lstm_forward's.  Returns y (T, B, H), h_n (B, H) and a cache for
     gru_backward (None when training=False).
     """
-    cdef cnp.ndarray ax = _sequence(x)
+    cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_ih, a_hh
@@ -373,7 +357,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
                                a_lengths, T, B, H, typenum)
         work = empty((B * 3 * H,), typenum)
     else:
-        chunk = _chunk(T, B)
+        chunk = inference_chunk(T, B)
         work = empty((chunk * B * 3 * H + B * 3 * H + B * H,), typenum)
     if typenum == cnp.NPY_FLOAT:
         _gru_forward_c(<float *>data_of(y), h_n, cache, work, ax, a_h0, a_ih, a_hh, a_b_ih,
