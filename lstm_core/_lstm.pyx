@@ -30,23 +30,22 @@ ctypedef fused real:
     float
     double
 
-# Batch sizes for which the recurrent products use the packed small-batch kernel instead of
-# the BLAS (src/lstm_core.h, "Small batches").  Below, one-row and few-row products are
-# better served by gemv/gemm; above, the BLAS's packing is amortised.  Measured at 1 thread
-# against the BLAS path in one process (forward / forward+backward speed-up): float32 B=8
-# 1.8/1.5, B=16 1.3/1.3, B=32 1.1/1.2, B=48 1.2/0.9; float64 B=16 1.25/1.1, B=32 1.0/0.9.
+# The recurrent products use the packed kernel (src/lstm_core.h, "Packed recurrent
+# products") whenever the call runs at least PANELS_MIN_ROWS rows of them (T steps of B rows):
+# packing w_hh costs about one product with one row, so below that the BLAS (gemv for one
+# row) is cheaper; above it, the BLAS repacks w_hh on every step and the packed kernel
+# does not.  The streaming cell (T = 1) therefore packs only for B >= 8, and a cell step
+# and a one-step sequence always take the same kernel (same bits).
 cdef enum:
-    PANELS_MIN_BATCH = 8
-    PANELS_MAX_BATCH_F32 = 32
-    PANELS_MAX_BATCH_F64 = 16
+    PANELS_MIN_ROWS = 8
 
 
-cdef cnp.ndarray _panels_buffer(Py_ssize_t B, Py_ssize_t K, Py_ssize_t N, int typenum):
-    """Workspace for w_hh packed as a K x N matrix, or None when B is not a small batch."""
-    cdef bint single = typenum == cnp.NPY_FLOAT
-    if B < PANELS_MIN_BATCH or B > (PANELS_MAX_BATCH_F32 if single else PANELS_MAX_BATCH_F64):
+cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
+                                int typenum):
+    """Workspace for w_hh packed as a K x N matrix, or None when T * B rows are too few."""
+    if T * B < PANELS_MIN_ROWS:
         return None
-    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if single
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
                             else lstm_panels_size_f64(<int>K, <int>N))
     return empty((size,), typenum)
 
@@ -221,7 +220,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     else:
         chunk = inference_chunk(T, B)
         work = empty((chunk * B * 4 * H + B * H,), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h0,
+    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(T, B, H, 4 * H, typenum), ax, a_h0,
                     a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)
     if cache is not None:
         _freeze(cache)
@@ -259,7 +258,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray dh0 = empty((B, H), typenum)
     cdef cnp.ndarray dc0 = empty((B, H), typenum)
     cdef cnp.ndarray dz = empty((T, B, 4 * H), typenum)
-    cdef cnp.ndarray panels = _panels_buffer(B, 4 * H, H, typenum)
+    cdef cnp.ndarray panels = _panels_buffer(T, B, 4 * H, H, typenum)
     if typenum == cnp.NPY_FLOAT:
         _run_backward(<float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
                       <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
@@ -295,6 +294,6 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
-    _forward_arrays(None, h1, c1, None, work, _panels_buffer(B, H, 4 * H, typenum), ax, a_h,
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum), ax, a_h,
                     a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1)
     return h1, c1

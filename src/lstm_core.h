@@ -123,13 +123,14 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
                             const int *lengths, int t, int B, int H);
 
 /*
- * Small batches.  For a few rows (8 <= B <= 32 in float32, <= 16 in float64), the BLAS
- * spends much of each step repacking w_hh; the drivers can instead use a built-in kernel
- * that reads a copy of the weights packed once per call into panels of PANEL columns (16
- * float32 or 8 float64, one 64-byte vector), each K rows deep:
+ * Packed recurrent products.  The BLAS repacks w_hh on every step's small product (B rows);
+ * the drivers can instead use a built-in kernel that reads a copy of the weights packed once
+ * per call into panels of PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each
+ * K rows deep:
  *     packed[p][k][j] = W[k][p*PANEL + j], zero past N.
+ * The Cython boundary packs when a call runs at least 8 rows of products (T * B >= 8).
  * It fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
- * set, as the BLAS's do).
+ * set, as the BLAS's do; they do not depend on B or on the blocking).
  *
  *   lstm_panels_size: elements of the packed copy of a K x N matrix W
  *   lstm_pack_panels:
@@ -157,7 +158,7 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1): the
- *                        recurrent products use the small-batch kernel; NULL: the GEMM
+ *                        recurrent products use the packed kernel; NULL: the GEMM
  *   bias   [G]      in   NULL: no bias
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
@@ -192,7 +193,7 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0): the
- *                        per-step dh products use the small-batch kernel; NULL: the GEMM
+ *                        per-step dh products use the packed kernel; NULL: the GEMM
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
  */
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,

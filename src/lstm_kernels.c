@@ -18,8 +18,6 @@
 #define FUSED_MULTIPLY_ADD
 #endif
 
-/* Rows of a per block of the small-batch product (lstm_panels.inc): 8 accumulators. */
-#define ROWS 8
 
 #define real float
 #define FN(name) name##_f32
@@ -27,7 +25,7 @@
 #define GEMM lstm_gemm_f32
 #define SIGMOID sigmoid_f32
 #define TANH tanh_f32
-#define PANEL 16 /* float32 per 64-byte vector */
+#define PANEL 32 /* float32 in two 64-byte vectors */
 #include "lstm_kernels.inc"
 
 #define real double
@@ -36,5 +34,5 @@
 #define GEMM lstm_gemm_f64
 #define SIGMOID sigmoid_f64
 #define TANH tanh_f64
-#define PANEL 8
+#define PANEL 16
 #include "lstm_kernels.inc"

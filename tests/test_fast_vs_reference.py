@@ -143,11 +143,13 @@ def test_cache_arrays_are_read_only():
     assert cache.gates.shape == (3, 2, 20) and cache.h.shape == (4, 2, 5)
 
 
-# The packed small-batch kernel serves 8 <= B <= 32 (float32) and 8 <= B <= 16 (float64);
-# these batches sit on both sides of its bounds, leave partial blocks of 8 rows (13, 33) and,
-# with odd H, partial 16- or 8-column panels, in the forward (N = 4H) and the backward (N = H).
+# The packed recurrent kernel serves every call with T * B >= 8 (here T = 9: all of them).
+# Its blocks: one or two rows over up to 4 panels at once (B = 1, 2), else blocks of 8 rows
+# with partial blocks (3, 7, 13, 17, 33, 65 rows); H gives 1 to 5 panels of 32 (float32) or 16
+# (float64) columns, partial ones included, in the forward (N = 4H) and the backward (N = H).
+# The one-step cell checks below stay on the BLAS for B < 8, and pack for B >= 8.
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("B", [7, 8, 13, 16, 17, 32, 33])
+@pytest.mark.parametrize("B", [1, 2, 3, 7, 8, 13, 16, 17, 33, 65])
 @pytest.mark.parametrize("H", [3, 17, 40])
 def test_small_batch_kernel_edges(B, H, dtype):
     p = Problem(9, B, 11, H, seed=B * 100 + H)
