@@ -9,9 +9,20 @@ What is measured
                and the parameters, then y.backward(dy), grads reset to None before each run.
       step     (the "cell" case) lstm_core.lstm_cell vs reference.lstm_cell vs
                torch.nn.LSTMCell under torch.no_grad().
-    lstm_core is called once per sequence (no per-step Python).  Every implementation gets
-    the same arrays: seeded numpy default_rng, weights and both biases U(-1/sqrt(H), 1/sqrt(H)),
-    non-zero h0/c0; torch gets two different biases b_ih, b_hh whose sum is lstm_core's bias.
+    Stacked cases (S3-bi2: 2 layers, bidirectional; issue #4) time the layers instead, in the
+    same two modes: lstm_core.LSTM(I, H, num_layers, bidirectional=...) after eval() for fwd;
+    after train(), zero_grad(), forward, backward(dy) for fwd+bwd (zero_grad stands for
+    torch's reset of the grads) vs torch.nn.LSTM with the same arguments, loaded with the
+    same state dict, called as above.  Their reference column is ReferenceLSTM:
+    lstm_core.LSTM's own loop over layers and directions with reference.lstm_forward /
+    lstm_backward as its kernels, so the two differ only in the kernels (skipped under
+    --quick, as for the other big shapes).
+    lstm_core is called once per sequence (a stack: once per layer and direction; no
+    per-step Python).  Every implementation gets the same arrays: seeded numpy default_rng,
+    weights and both biases U(-1/sqrt(H), 1/sqrt(H)), non-zero h0/c0; torch gets two
+    different biases b_ih, b_hh whose sum is lstm_core's bias.
+    A stack gets every parameter by torch's name, h0/c0 (layers*directions, B, H) and dy
+    (T, B, directions*H).
 
 How
     time.perf_counter.  Per case, every implementation is first warmed up (at least one
@@ -33,7 +44,9 @@ How
     threadpoolctl.threadpool_limits(n) (scipy's OpenBLAS, which lstm_core calls, numpy's
     OpenBLAS, OpenMP) and torch.set_num_threads(n): the same count for every column.
 
-    FLOPs: forward = 2*T*B*(I+H)*4H, forward+backward = 3 x forward.  The roofline,
+    FLOPs: forward = 2*T*B*(I+H)*4H, summed over layers and directions for a stack (the
+    input of every layer above the first is directions*H wide); forward+backward = 3 x
+    forward.  The roofline,
     measured in the same run per thread count, is the best GF/s of one float32 GEMM through
     scipy.linalg.blas.sgemm (the OpenBLAS lstm_core uses; Fortran-ordered operands, output
     preallocated) for (M, K, N) = (T*B, I, 4H) of S4 and for 1024^3: `sgemm_gfs`.  The same
@@ -95,13 +108,26 @@ class Case:
     dtype: type
     cell: bool = False  # single step through the *_cell functions
     big: bool = False  # --quick skips the reference here
+    layers: int = 1
+    bidirectional: bool = False
+
+    @property
+    def stacked(self):
+        """Timed through the layers (lstm_core.LSTM vs torch.nn.LSTM), not the functions."""
+        return self.layers > 1 or self.bidirectional
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
 
     @property
     def modes(self):
         return ("step",) if self.cell else ("fwd", "fwd+bwd")
 
     def flops(self, mode):
-        forward = 2 * self.T * self.B * (self.I + self.H) * 4 * self.H
+        D, H = self.directions, self.H
+        layer_inputs = [self.I] + [D * H] * (self.layers - 1)
+        forward = sum(2 * self.T * self.B * (I_k + H) * 4 * H * D for I_k in layer_inputs)
         return 3 * forward if mode == "fwd+bwd" else forward
 
 
@@ -112,6 +138,7 @@ GRID = (
     Case("S4", 50, 64, 512, 512, np.float32, big=True),
     Case("S5", 25, 16, 1024, 1024, np.float32, big=True),
     Case("S3-f64", 100, 32, 256, 256, np.float64),
+    Case("S3-bi2", 100, 32, 256, 256, np.float32, big=True, layers=2, bidirectional=True),
     Case("cell", 1, 1, 128, 128, np.float32, cell=True),
 )
 DEEPBENCH = tuple(
@@ -133,6 +160,16 @@ def make_inputs(case, seed):
     def uniform(shape, bound):
         return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
+    if case.stacked:
+        D, stacks = case.directions, case.layers * case.directions
+        return {
+            "x": rng.standard_normal((T, B, I)).astype(dtype),
+            "state": {name: uniform(p.shape, k)
+                      for name, p in stack_layer(lstm_core, case).params.items()},
+            "h0": uniform((stacks, B, H), 0.5),
+            "c0": uniform((stacks, B, H), 1.0),
+            "dy": rng.standard_normal((T, B, D * H)).astype(dtype),
+        }
     inp = {
         "x": rng.standard_normal((T, B, I)).astype(dtype),
         "w_ih": uniform((4 * H, I), k),
@@ -150,13 +187,57 @@ def make_inputs(case, seed):
 # ----------------------------------------------------------------------------- callables
 
 
-def api_calls(api, inp, cell):
+class ReferenceLSTM(lstm_core.LSTM):
+    """lstm_core.LSTM running the numpy reference's kernels: the same loop over layers and
+    directions (reversal, concatenation, gradient sums) through the stack's per-layer hooks."""
+
+    def _run_forward(self, seq, layer, direction, init, training, length_kw):
+        y, h_n, c_n, cache = reference.lstm_forward(seq, *self._weights(layer, direction),
+                                                    *init, training=training, **length_kw)
+        return y, (h_n, c_n), cache
+
+    def _run_backward(self, cache, dy, dfinal):
+        return reference.lstm_backward(cache, dy, *dfinal)
+
+
+def stack_layer(api, case, state=None):
+    """lstm_core.LSTM (api lstm_core) or ReferenceLSTM (api reference) shaped like the case,
+    holding `state` ({torch parameter name: array}) when given."""
+    cls = lstm_core.LSTM if api is lstm_core else ReferenceLSTM
+    layer = cls(case.I, case.H, case.layers, bidirectional=case.bidirectional, dtype=case.dtype)
+    if state is not None:
+        layer.load_state_dict(state)
+    return layer
+
+
+def stack_calls(layer, inp):
+    """{mode: callable} for a stack; fwd+bwd returns dx, dh0, dc0 and every parameter's
+    gradient in one dict (the stack's own grads arrays, zeroed first, as torch's are reset)."""
+    x, hx, dy = inp["x"], (inp["h0"], inp["c0"]), inp["dy"]
+
+    def fwd():
+        return layer.eval()(x, hx)
+
+    def fwd_bwd():
+        layer.train()
+        layer.zero_grad()
+        layer(x, hx)
+        dx = layer.backward(dy)
+        return {"dx": dx, "dh0": layer.dhx[0], "dc0": layer.dhx[1], **layer.grads}
+
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+
+
+def api_calls(api, inp, case):
     """{mode: zero-argument callable} for a module with lstm_core's functional API
-    (lstm_core itself, or lstm_core.reference, which computes in float64 internally)."""
+    (lstm_core itself, or lstm_core.reference, which computes in float64 internally);
+    a stacked case runs through the layer over that API (stack_layer)."""
+    if case.stacked:
+        return stack_calls(stack_layer(api, case, inp["state"]), inp)
     x, w_ih, w_hh, bias, h0, c0, dy = (
         inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
     )
-    if cell:
+    if case.cell:
         return {"step": lambda: api.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)}
 
     def fwd_bwd():
@@ -169,13 +250,18 @@ def api_calls(api, inp, cell):
     }
 
 
-def torch_module(inp, cell):
+def torch_module(inp, case):
     """torch.nn.LSTM (or LSTMCell) holding copies of the numpy weights and both biases."""
-    four_h, input_size = inp["w_ih"].shape
     tdtype = torch.float64 if inp["x"].dtype == np.float64 else torch.float32
-    cls = torch.nn.LSTMCell if cell else torch.nn.LSTM
+    if case.stacked:
+        module = torch.nn.LSTM(case.I, case.H, case.layers, bidirectional=case.bidirectional,
+                               dtype=tdtype)
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in inp["state"].items()})
+        return module
+    four_h, input_size = inp["w_ih"].shape
+    cls = torch.nn.LSTMCell if case.cell else torch.nn.LSTM
     module = cls(input_size, four_h // 4, bias=True, dtype=tdtype)
-    suffix = "" if cell else "_l0"
+    suffix = "" if case.cell else "_l0"
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
             key = {"weight_ih": "w_ih", "weight_hh": "w_hh", "bias_ih": "b_ih",
@@ -184,12 +270,13 @@ def torch_module(inp, cell):
     return module
 
 
-def torch_tensors(inp, cell, requires_grad):
-    """x, h0, c0 as torch tensors (fresh copies); torch.nn.LSTM wants (1, B, H) states."""
+def torch_tensors(inp, case, requires_grad):
+    """x, h0, c0 as torch tensors (fresh copies); torch.nn.LSTM wants (layers*directions, B, H)
+    states: (1, B, H) for one layer (a stack's already have that shape)."""
     x, h0, c0 = (torch.from_numpy(inp[k].copy()) for k in ("x", "h0", "c0"))
-    if cell:
+    if case.cell:
         x = x[0]
-    else:
+    elif not case.stacked:
         h0, c0 = h0[None], c0[None]
     if requires_grad:
         for t in (x, h0, c0):
@@ -197,20 +284,21 @@ def torch_tensors(inp, cell, requires_grad):
     return x, h0, c0
 
 
-def torch_calls(inp, cell):
-    """{mode: callable} for PyTorch; {} when torch is not installed."""
+def torch_calls(inp, case):
+    """{mode: callable} for PyTorch; {} when torch is not installed.  fwd+bwd returns the
+    leaves x, h0, c0 and the module's parameters (in torch's order), each with its .grad."""
     if torch is None:
         return {}
-    module = torch_module(inp, cell)
-    x, h0, c0 = torch_tensors(inp, cell, requires_grad=False)
+    module = torch_module(inp, case)
+    x, h0, c0 = torch_tensors(inp, case, requires_grad=False)
 
     def fwd():
         with torch.no_grad():
             return module(x, (h0, c0))
 
-    if cell:
+    if case.cell:
         return {"step": fwd}
-    xg, h0g, c0g = torch_tensors(inp, cell, requires_grad=True)
+    xg, h0g, c0g = torch_tensors(inp, case, requires_grad=True)
     dy = torch.from_numpy(inp["dy"])
     leaves = (xg, h0g, c0g, *module.parameters())
 
@@ -243,37 +331,55 @@ def _check(label, got, want, tol, relative=False):
     return err
 
 
-def _oracle_results(case, inp):
-    """(name, y or h1, grads as a dict or None) from torch, else from the reference."""
-    x, w_ih, w_hh, bias, h0, c0, dy = (
-        inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0", "dy")
-    )
-    if torch is None:
-        if case.cell:
-            return "reference", reference.lstm_cell(x[0], h0, c0, w_ih, w_hh, bias)[0], None
-        y, _, _, cache = reference.lstm_forward(x, w_ih, w_hh, bias, h0, c0)
-        return "reference", y, reference.lstm_backward(cache, dy)._asdict()
-    if case.cell:
-        return "torch", torch_calls(inp, True)["step"]()[0].numpy(), None
-    y = torch_calls(inp, False)["fwd"]()[0].numpy()
-    xg, h0g, c0g, w_ih_t, w_hh_t, b_ih_t, _ = torch_calls(inp, False)["fwd+bwd"]()
+def _grads_dict(grads):
+    """What an api_calls fwd+bwd returned (LSTMGrads, or a stack's dict) as a dict."""
+    return grads if isinstance(grads, dict) else grads._asdict()
+
+
+def _torch_grads(case, inp, leaves):
+    """{name: numpy gradient}, named as lstm_core's, from torch_calls' fwd+bwd leaves."""
+    if case.stacked:
+        # The state dict's keys follow lstm_core.LSTM's parameter order, which is torch's.
+        names = ("dx", "dh0", "dc0", *inp["state"])
+        return {name: leaf.grad.numpy() for name, leaf in zip(names, leaves, strict=True)}
+    xg, h0g, c0g, w_ih_t, w_hh_t, b_ih_t, _ = leaves
     grads = {"dx": xg.grad, "dw_ih": w_ih_t.grad, "dw_hh": w_hh_t.grad, "dbias": b_ih_t.grad,
              "dh0": h0g.grad[0], "dc0": c0g.grad[0]}
-    return "torch", y, {k: v.numpy() for k, v in grads.items()}
+    return {k: v.numpy() for k, v in grads.items()}
+
+
+def _oracle_results(case, inp):
+    """(name, y or h1, grads as a dict or None) from torch, else from the reference."""
+    if torch is None:
+        calls = api_calls(reference, inp, case)
+        if case.cell:
+            return "reference", calls["step"]()[0], None
+        return "reference", calls["fwd"]()[0], _grads_dict(calls["fwd+bwd"]())
+    if case.cell:
+        return "torch", torch_calls(inp, case)["step"]()[0].numpy(), None
+    y = torch_calls(inp, case)["fwd"]()[0].numpy()
+    return "torch", y, _torch_grads(case, inp, torch_calls(inp, case)["fwd+bwd"]())
+
+
+def _training_y(case, inp):
+    """lstm_core's y from a training-mode forward (the kernels that also fill the cache)."""
+    x, h0, c0 = inp["x"], inp["h0"], inp["c0"]
+    if case.stacked:
+        return stack_layer(lstm_core, case, inp["state"]).train()(x, (h0, c0))[0]
+    return lstm_core.lstm_forward(x, inp["w_ih"], inp["w_hh"], inp["bias"], h0, c0,
+                                  training=True)[0]
 
 
 def check_case(case, inp):
     """Assert lstm_core agrees with the oracle (torch when present); return the errors."""
     tol = 1e-3 if case.dtype == np.float32 else 1e-9
     oracle, y_want, grads_want = _oracle_results(case, inp)
-    calls = api_calls(lstm_core, inp, case.cell)
+    calls = api_calls(lstm_core, inp, case)
     if case.cell:
         return {"oracle": oracle, "h1": _check(f"{case.name} h1", calls["step"]()[0], y_want, tol)}
     errors = {"oracle": oracle, "y_fwd": _check(f"{case.name} y", calls["fwd"]()[0], y_want, tol)}
-    x, w_ih, w_hh, bias, h0, c0 = (inp[k] for k in ("x", "w_ih", "w_hh", "bias", "h0", "c0"))
-    y, _, _, _ = lstm_core.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=True)
-    errors["y_train"] = _check(f"{case.name} y (training)", y, y_want, tol)
-    grads = calls["fwd+bwd"]()._asdict()
+    errors["y_train"] = _check(f"{case.name} y (training)", _training_y(case, inp), y_want, tol)
+    grads = _grads_dict(calls["fwd+bwd"]())
     for name, want in grads_want.items():
         errors[name] = _check(f"{case.name} {name}", grads[name], want, tol, relative=True)
     return errors
@@ -374,9 +480,9 @@ def run_case(case, args, repeats, roofline, settle_s):
     errors = check_case(case, inp)
     skip_reference = args.quick and case.big
     per_impl = {
-        "lstm_core": api_calls(lstm_core, inp, case.cell),
-        "reference": {} if skip_reference else api_calls(reference, inp, case.cell),
-        "torch": torch_calls(inp, case.cell),
+        "lstm_core": api_calls(lstm_core, inp, case),
+        "reference": {} if skip_reference else api_calls(reference, inp, case),
+        "torch": torch_calls(inp, case),
     }
     rows = []
     for mode in case.modes:
@@ -393,6 +499,7 @@ def make_row(case, mode, timings, roofline, errors):
         t["gflops"] = flops / t["median_s"] / 1e9
     row = {
         "case": case.name, "T": case.T, "B": case.B, "I": case.I, "H": case.H,
+        "layers": case.layers, "bidirectional": case.bidirectional,
         "dtype": np.dtype(case.dtype).name, "mode": mode, "flops": flops,
         "timings": timings,
         "lstm_core_gflops": timings["lstm_core"]["gflops"],
