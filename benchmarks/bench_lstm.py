@@ -50,7 +50,16 @@ How
     measured in the same run per thread count, is the best GF/s of one float32 GEMM through
     scipy.linalg.blas.sgemm (the OpenBLAS lstm_core uses; Fortran-ordered operands, output
     preallocated) for (M, K, N) = (T*B, I, 4H) of S4 and for 1024^3: `sgemm_gfs`.  The same
-    is measured with dgemm for the float64 row.
+    is measured with dgemm for the float64 rows (`dgemm_gfs`).  The one-step cell moves its
+    weights once per call and is bound by memory bandwidth instead: the same run measures
+    the GB/s at which scipy's sgemv streams a matrix of the cell's weight size
+    (`sgemv_gbs`).
+
+    Targets: the speed-ups asked of lstm_core (issue #4), per case and mode.  Column
+    "need%" is the share of the roofline (sgemm_gfs, or dgemm_gfs for float64) that
+    lstm_core would have to run at to meet its target against this run's torch time;
+    above 100, no GEMM-bound implementation on this machine can meet it.  For the cell,
+    a line gives the bandwidth the target needs next to sgemv_gbs.
 
 Run:  python benchmarks/bench_lstm.py [--quick] [--cases S1,S3] [--threads 1,2] [--deepbench]
 Machines are noisy: read medians and ratios, never a single absolute time.  Every table
@@ -110,6 +119,7 @@ class Case:
     big: bool = False  # --quick skips the reference here
     layers: int = 1
     bidirectional: bool = False
+    targets: tuple = ()  # (mode, torch/lstm_core speed-up asked by issue #4) pairs
 
     @property
     def stacked(self):
@@ -131,15 +141,20 @@ class Case:
         return 3 * forward if mode == "fwd+bwd" else forward
 
 
+def _targets(fwd, fwd_bwd=None):
+    return (("fwd", fwd), ("fwd+bwd", fwd if fwd_bwd is None else fwd_bwd))
+
+
 GRID = (
-    Case("S1", 100, 1, 64, 64, np.float32),
-    Case("S2", 100, 16, 128, 128, np.float32),
-    Case("S3", 100, 32, 256, 256, np.float32),
-    Case("S4", 50, 64, 512, 512, np.float32, big=True),
-    Case("S5", 25, 16, 1024, 1024, np.float32, big=True),
-    Case("S3-f64", 100, 32, 256, 256, np.float64),
-    Case("S3-bi2", 100, 32, 256, 256, np.float32, big=True, layers=2, bidirectional=True),
-    Case("cell", 1, 1, 128, 128, np.float32, cell=True),
+    Case("S1", 100, 1, 64, 64, np.float32, targets=_targets(4.0)),
+    Case("S2", 100, 16, 128, 128, np.float32, targets=_targets(1.5)),
+    Case("S3", 100, 32, 256, 256, np.float32, targets=_targets(1.1)),
+    Case("S4", 50, 64, 512, 512, np.float32, big=True, targets=_targets(1.0)),
+    Case("S5", 25, 16, 1024, 1024, np.float32, big=True, targets=_targets(1.0)),
+    Case("S3-f64", 100, 32, 256, 256, np.float64, targets=_targets(2.0)),
+    Case("S3-bi2", 100, 32, 256, 256, np.float32, big=True, layers=2, bidirectional=True,
+         targets=_targets(1.0)),
+    Case("cell", 1, 1, 128, 128, np.float32, cell=True, targets=(("step", 10.0),)),
 )
 DEEPBENCH = tuple(
     Case(f"DB-H{h}-N{n}", 25, n, h, h, np.float32, big=True)
@@ -468,6 +483,14 @@ def gemm_roofline(repeats, quick, shapes, settle_s):
             per_shape[f"{m}x{k}x{n}"] = timing
         result[routine] = per_shape
         result[f"{routine}_gfs"] = max(v["gflops"] for v in per_shape.values())
+    cell = next(c for c in GRID if c.cell)
+    w = np.asfortranarray(rng.standard_normal((4 * cell.H, cell.I + cell.H)).astype(np.float32))
+    x = rng.standard_normal(cell.I + cell.H).astype(np.float32)
+    timing = time_interleaved({"gemv": lambda: blas.sgemv(1.0, w, x)}, repeats, quick,
+                              settle_s)["gemv"]
+    timing["gbytes_per_s"] = w.nbytes / timing["median_s"] / 1e9
+    result["sgemv"] = {"x".join(map(str, w.shape)): timing}
+    result["sgemv_gbs"] = timing["gbytes_per_s"]
     return result
 
 
@@ -511,6 +534,16 @@ def make_row(case, mode, timings, roofline, errors):
     for impl in ("torch", "reference"):
         if impl in timings:
             row[f"ratio_{impl}_over_lstm_core"] = timings[impl]["median_s"] / core
+    target = dict(case.targets).get(mode)
+    if target is not None and "torch" in timings:
+        # what meeting the target would take: lstm_core at target x torch's speed
+        row["target"] = target
+        if case.cell:  # bound by the bandwidth that streams its weights, not by FLOPs
+            weight_bytes = 4 * case.H * (case.I + case.H) * np.dtype(case.dtype).itemsize
+            row["need_gbytes_per_s"] = weight_bytes * target / timings["torch"]["median_s"] / 1e9
+        else:
+            roof = roofline["dgemm_gfs" if case.dtype == np.float64 else "sgemm_gfs"]
+            row["need_pct_roofline"] = 100 * target * timings["torch"]["gflops"] / roof
     return row
 
 
@@ -630,7 +663,7 @@ def format_header(info):
 
 COLUMNS = (("case", 11), ("T", 4), ("B", 3), ("I", 5), ("H", 5), ("dtype", 7), ("mode", 8),
            ("core ms", 9), ("ref ms", 9), ("torch ms", 9), ("core GF/s", 9), ("%sgemm", 7),
-           ("torch/core", 10), ("ref/core", 9))
+           ("torch/core", 10), ("target", 6), ("need%", 6), ("ref/core", 9))
 
 
 def _fmt(value, spec):
@@ -644,6 +677,7 @@ def format_row(row):
              _fmt(ms["lstm_core"], ".3f"), _fmt(ms["reference"], ".3f"),
              _fmt(ms["torch"], ".3f"), _fmt(row["lstm_core_gflops"], ".2f"),
              _fmt(row["pct_sgemm"], ".1f"), _fmt(row.get("ratio_torch_over_lstm_core"), ".2f"),
+             _fmt(row.get("target"), ".1f"), _fmt(row.get("need_pct_roofline"), ".0f"),
              _fmt(row.get("ratio_reference_over_lstm_core"), ".2f"))
     return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, COLUMNS))
 
@@ -659,19 +693,27 @@ def format_grid(grid):
         shapes = ", ".join(f"{s} {v['gflops']:.1f}" for s, v in roof[routine].items())
         lines.append(f"# {routine} GF/s (MxKxN): {shapes} -> {routine}_gfs = "
                      f"{roof[f'{routine}_gfs']:.1f}")
+    lines.append(f"# sgemv GB/s ({next(iter(roof['sgemv']))} float32 weights): "
+                 f"sgemv_gbs = {roof['sgemv_gbs']:.1f}")
     lines.append(" ".join(name.rjust(w) for name, w in COLUMNS))
     lines.extend(format_row(row) for row in grid["rows"])
     noisy = [f"{row['case']} {row['mode']} {impl} {t['iqr_over_median']:.2f}"
              for row in grid["rows"] for impl, t in row["timings"].items()
              if t["iqr_over_median"] > NOISY]
     noisy += [f"{routine} {shape} {t['iqr_over_median']:.2f}"
-              for routine in ("sgemm", "dgemm") for shape, t in roof[routine].items()
+              for routine in ("sgemm", "dgemm", "sgemv") for shape, t in roof[routine].items()
               if t["iqr_over_median"] > NOISY]
     if noisy:
         lines.append(f"# NOISY (interquartile range / median > {NOISY:.0%}): " + "; ".join(noisy))
     for row in grid["rows"]:
         if "pct_dgemm" in row:
             lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
+        if "need_gbytes_per_s" in row:
+            lines.append(f"# {row['case']} {row['mode']}: the target needs the weights streamed "
+                         f"at {row['need_gbytes_per_s']:.0f} GB/s with no other cost per call "
+                         f"(sgemv_gbs {roof['sgemv_gbs']:.0f})")
+    lines.append("# need%: share of the roofline (sgemm_gfs; dgemm_gfs for float64) lstm_core "
+                 "would need to meet its target; > 100 is beyond any GEMM-bound code here")
     return "\n".join(lines)
 
 
