@@ -42,7 +42,8 @@ How
 
     Threads: the whole grid runs once per thread count (default 1 and os.cpu_count()), with
     threadpoolctl.threadpool_limits(n) (scipy's OpenBLAS, which lstm_core calls, numpy's
-    OpenBLAS, OpenMP) and torch.set_num_threads(n): the same count for every column.
+    OpenBLAS, OpenMP), lstm_core.set_num_threads(n) (lstm_core's own time loops) and
+    torch.set_num_threads(n): the same count for every column.
 
     FLOPs: forward = 2*T*B*(I+H)*4H, summed over layers and directions for a stack (the
     input of every layer above the first is directions*H wide); forward+backward = 3 x
@@ -552,6 +553,7 @@ def run_grid(cases, threads, args, repeats):
     s4 = next(c for c in GRID if c.name == "S4")
     shapes = [(s4.T * s4.B, s4.I, 4 * s4.H), (1024, 1024, 1024)]
     settle_s = SETTLE_S if threads > 1 else 0.0
+    lstm_core.set_num_threads(threads)
     with threadpool_limits(limits=threads):
         if torch is not None:
             torch.set_num_threads(threads)

@@ -4,6 +4,9 @@ cdef extern from "lstm_core.h" nogil:
     ctypedef void (*lstm_gemm_f32)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int) noexcept nogil
     ctypedef void (*lstm_gemm_f64)(int, int, int, int, int, double, const double *, int, const double *, int, double, double *, int) noexcept nogil
 
+    ctypedef void (*lstm_task)(void *arg, int part, int parts) noexcept nogil
+    ctypedef void (*lstm_parallel)(lstm_task task, void *arg, int parts) noexcept nogil
+
     ctypedef struct lstm_cache_f32:
         float *gates
         float *c
@@ -24,7 +27,7 @@ cdef extern from "lstm_core.h" nogil:
     Py_ssize_t lstm_panels_size_f64(int K, int N)
     void lstm_pack_panels_f32(float *packed, const float *w, int K, int N, int transposed)
     void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int transposed)
-    void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache, float *work, const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh, const float *w_hh_panels, const float *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm)
-    void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache, double *work, const double *x, const double *h0, const double *c0, const double *w_ih, const double *w_hh, const double *w_hh_panels, const double *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f64 gemm)
-    void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0, float *dc0, float *dz, const float *dy, const float *dh_n, const float *dc_n, const lstm_cache_f32 *cache, const float *x, const float *w_ih, const float *w_hh, const float *w_hh_panels, const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm)
-    void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0, double *dc0, double *dz, const double *dy, const double *dh_n, const double *dc_n, const lstm_cache_f64 *cache, const double *x, const double *w_ih, const double *w_hh, const double *w_hh_panels, const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm)
+    void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache, float *work, const float *x, const float *h0, const float *c0, const float *w_ih, const float *w_hh, const float *w_hh_panels, const float *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm, int parts, lstm_parallel parallel)
+    void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache, double *work, const double *x, const double *h0, const double *c0, const double *w_ih, const double *w_hh, const double *w_hh_panels, const double *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f64 gemm, int parts, lstm_parallel parallel)
+    void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0, float *dc0, float *dz, const float *dy, const float *dh_n, const float *dc_n, const lstm_cache_f32 *cache, const float *x, const float *w_ih, const float *w_hh, const float *w_hh_panels, const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm, int parts, lstm_parallel parallel)
+    void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0, double *dc0, double *dz, const double *dy, const double *dh_n, const double *dc_n, const lstm_cache_f64 *cache, const double *x, const double *w_ih, const double *w_hh, const double *w_hh_panels, const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm, int parts, lstm_parallel parallel)

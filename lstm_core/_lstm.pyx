@@ -22,6 +22,7 @@ from lstm_core._kernels cimport (
 )
 
 
+from lstm_core._threads cimport loop_parts, run_parallel
 from lstm_core.reference import LSTMGrads
 
 cnp.import_array()
@@ -109,7 +110,8 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
                        const real *w_ih, const real *w_hh, const real *bias,
                        const int *lengths, int T, int B, int I, int H, int chunk):
     """The whole forward in C with the GIL released (packing w_hh.T first into panels,
-    when given)."""
+    when given; the time loop in loop_parts tasks of batch rows)."""
+    cdef int parts = loop_parts(B, 8.0 * T * B * H * H)
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -120,12 +122,12 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
             lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, panels, bias,
-                             lengths, T, B, I, H, chunk, gemm_f32)
+                             lengths, T, B, I, H, chunk, gemm_f32, parts, run_parallel)
         else:
             if panels != NULL:
                 lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
-                             lengths, T, B, I, H, chunk, gemm_f64)
+                             lengths, T, B, I, H, chunk, gemm_f64, parts, run_parallel)
         restore_float_env(saved_env)
 
 
@@ -133,7 +135,8 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
                         real *dc0, real *dz, real *panels, const real *dy, const real *dh_n,
                         const real *dc_n, LSTMCache cache, int T, int B, int I, int H):
     """The whole backward in C with the GIL released (packing w_hh first into panels, when
-    given)."""
+    given; the time loop in loop_parts tasks of batch rows)."""
+    cdef int parts = loop_parts(B, 8.0 * T * B * H * H)
     cdef const real *x = <const real *>data_of(cache.x)
     cdef const real *w_ih = <const real *>data_of(cache.w_ih)
     cdef const real *w_hh = <const real *>data_of(cache.w_hh)
@@ -145,13 +148,13 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
                 lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c32, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f32)
+                              gemm_f32, parts, run_parallel)
         else:
             if panels != NULL:
                 lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f64)
+                              gemm_f64, parts, run_parallel)
         restore_float_env(saved_env)
 
 

@@ -40,6 +40,17 @@
  *   saturate to exactly 0 / +-1 without overflow (lstm_activations.h).
  *
  * Threads.  No global or static mutable state: concurrent calls on distinct outputs are safe.
+ *   A driver may also share its own time loop between threads: each batch row of an LSTM is
+ *   an independent sequence, so `parts` tasks can each run the whole loop over a range of
+ *   rows (whole blocks of 8 rows where the batch allows) with no synchronisation until the
+ *   loop ends.  The caller provides the threads as a runner:
+ *     parallel(task, arg, parts)   runs task(arg, part, parts) for every part in [0, parts),
+ *                                  concurrently or not, and returns when all have returned;
+ *                                  each task runs with subnormals flushed (lstm_float_env.h)
+ *                                  like the calling thread.
+ *   A row's arithmetic does not depend on its range: results are the same bits for any
+ *   `parts`.  The GEMMs outside the loop stay on the calling thread (the BLAS has its own
+ *   threads), and the loop is split only when the recurrent products use the packed kernel.
  */
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
@@ -52,6 +63,9 @@ typedef void (*lstm_gemm_f32)(int trans_a, int trans_b, int m, int n, int k, flo
 typedef void (*lstm_gemm_f64)(int trans_a, int trans_b, int m, int n, int k, double alpha,
                               const double *a, int lda, const double *b, int ldb, double beta,
                               double *c, int ldc);
+
+typedef void (*lstm_task)(void *arg, int part, int parts);
+typedef void (*lstm_parallel)(lstm_task task, void *arg, int parts);
 
 /*
  * Per-step activations that the training forward saves and the backward reads.
@@ -163,17 +177,19 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
  *                   input projection of all T steps is one GEMM into cache->gates)
+ *   parts, parallel the time loop in `parts` tasks of batch rows through `parallel` (see
+ *                   Threads); parallel NULL or parts <= 1: on the calling thread
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
                       const float *w_ih, const float *w_hh, const float *w_hh_panels,
                       const float *bias, const int *lengths, int T, int B, int In, int H,
-                      int chunk, lstm_gemm_f32 gemm);
+                      int chunk, lstm_gemm_f32 gemm, int parts, lstm_parallel parallel);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
                       const double *w_ih, const double *w_hh, const double *w_hh_panels,
                       const double *bias, const int *lengths, int T, int B, int In, int H,
-                      int chunk, lstm_gemm_f64 gemm);
+                      int chunk, lstm_gemm_f64 gemm, int parts, lstm_parallel parallel);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
@@ -195,16 +211,19 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0): the
  *                        per-step dh products use the packed kernel; NULL: the GEMM
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
+ *   parts, parallel as for lstm_forward: the time loop in tasks of batch rows
  */
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
                        const float *w_ih, const float *w_hh, const float *w_hh_panels,
-                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm);
+                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm,
+                       int parts, lstm_parallel parallel);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
                        const double *w_ih, const double *w_hh, const double *w_hh_panels,
-                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm);
+                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm,
+                       int parts, lstm_parallel parallel);
 
 #endif /* LSTM_CORE_H */

@@ -1,0 +1,5 @@
+# The threads of the kernels' time loops (see _threads.pyx and src/lstm_core.h, Threads).
+from lstm_core._kernels cimport lstm_task
+
+cdef void run_parallel(lstm_task task, void *arg, int parts) noexcept nogil
+cdef int loop_parts(Py_ssize_t B, double flops) noexcept

@@ -1,0 +1,96 @@
+"""The time loop shared between threads (lc.set_num_threads): same bits for any thread count.
+
+Each batch row of an LSTM is an independent sequence, so a call may run its time loop as
+several tasks over ranges of rows (src/lstm_core.h, Threads).  A row's arithmetic must not
+depend on its range: the outputs and gradients are compared bit for bit with one thread, and
+against the float64 reference.  The shapes are checked to be really split, so a loop that
+silently stayed serial would fail here.
+"""
+
+import numpy as np
+import pytest
+
+import lstm_core as lc
+from lstm_core import _threads
+from lstm_problems import Problem, assert_close
+from lstm_core import reference as ref
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture
+def threads():
+    """Restores the thread count a test changes."""
+    saved = lc.get_num_threads()
+    yield lc.set_num_threads
+    lc.set_num_threads(saved)
+
+
+def everything(p, dtype, lengths):
+    """Every output of a training forward + backward and of an inference forward."""
+    args = p.args(dtype)
+    y, h_n, c_n, cache = lc.lstm_forward(*args, lengths=lengths)
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    grads = lc.lstm_backward(cache, cast(p.dy), cast(p.dh_n), cast(p.dc_n))
+    yi, hi, ci, _ = lc.lstm_forward(*args, training=False, lengths=lengths)
+    return {"y": y, "h_n": h_n, "c_n": c_n, "gates": cache.gates, "y_inference": yi,
+            "h_n_inference": hi, "c_n_inference": ci, **grads._asdict()}
+
+
+# (T, B, I, H): 3 blocks of 8 rows over 2 and 3 threads; a partial last block (B = 17); a
+# batch of exactly 2 blocks; each loop has more than the threshold of flops, checked below.
+SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (12, 16, 33, 128)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_any_thread_count_gives_the_same_bits(threads, shape, dtype, with_lengths):
+    T, B, I, H = shape
+    p = Problem(T, B, I, H, seed=B * 7 + H)
+    lengths = (np.arange(B) * 5) % (T + 1) if with_lengths else None
+    threads(1)
+    serial = everything(p, dtype, lengths)
+    for n in (2, 3):
+        threads(n)
+        assert _threads._loop_parts(B, 8.0 * T * B * H * H) == min(n, B // 8), "not split"
+        split = everything(p, dtype, lengths)
+        for name, value in serial.items():
+            if value is None:
+                assert split[name] is None, name
+                continue
+            np.testing.assert_array_equal(split[name], value, err_msg=f"{name}, {n} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_split_loop_matches_the_reference(threads, dtype):
+    T, B, I, H = SHAPES[0]
+    p = Problem(T, B, I, H, seed=3)
+    threads(3)
+    y, h_n, c_n, cache = lc.lstm_forward(*p.args(dtype))
+    g = lc.lstm_backward(cache, p.dy.astype(dtype), p.dh_n.astype(dtype), p.dc_n.astype(dtype))
+    r_y, r_h, r_c, r_cache = ref.lstm_forward(*p.args(np.float64))
+    r_g = ref.lstm_backward(r_cache, p.dy, p.dh_n, p.dc_n)
+    for name, a, b in [("y", y, r_y), ("h_n", h_n, r_h), ("c_n", c_n, r_c),
+                       *zip(g._fields, g, r_g)]:
+        assert_close(a, b, name)
+
+
+def test_small_loops_stay_on_the_calling_thread(threads):
+    threads(2)
+    assert _threads._loop_parts(16, 1e6) == 1  # too little work to pay for a thread
+    assert _threads._loop_parts(15, 1e9) == 1  # fewer than 2 blocks of 8 rows
+    assert _threads._loop_parts(16, 1e9) == 2
+
+
+def test_set_num_threads_checks_its_argument(threads):
+    for bad in (1.0, "2", None, True):
+        with pytest.raises(TypeError, match="n must be an int"):
+            lc.set_num_threads(bad)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="at least 1"):
+            lc.set_num_threads(bad)
+    threads(3)
+    assert lc.get_num_threads() == 3
+    threads(10_000)
+    assert lc.get_num_threads() == 64  # capped
