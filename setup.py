@@ -72,7 +72,7 @@ HEADERS = ["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_dispatch.h",
 extensions = [
     extension("lstm_core._boundary", ["lstm_core/_boundary.pyx"], ["src/lstm_float_env.h"]),
     extension("lstm_core._threads", ["lstm_core/_threads.pyx"],
-              ["lstm_core/_boundary.pxd", "lstm_core/_kernels.pxd"]),
+              ["lstm_core/_boundary.pxd", "lstm_core/_kernels.pxd", "src/lstm_affinity.h"]),
     extension("lstm_core._lstm", ["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
               HEADERS + ["src/lstm_kernels.inc", "src/lstm_panels.inc",
                          "lstm_core/_kernels.pxd", "lstm_core/_threads.pxd"]),

@@ -4,8 +4,9 @@
 # Threads) and run them through run_parallel: parts - 1 new threads plus the calling one,
 # joined before it returns.  Nothing is pooled, so nothing spins between calls and nothing
 # survives a fork(); a thread costs ~50 us to start, so loops are split only when each part
-# gets at least MIN_PART_ROWS rows and the loop at least MIN_LOOP_FLOPS.  The BLAS keeps its
-# own threads for the GEMMs outside the loops (threadpoolctl limits those).
+# gets at least MIN_PART_ROWS rows and the loop at least MIN_LOOP_FLOPS.  A new thread keeps
+# off its caller's core (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs
+# outside the loops (threadpoolctl limits those).
 
 import os
 
@@ -69,16 +70,23 @@ def _loop_parts(B, flops):
     return loop_parts(B, flops)
 
 
+cdef extern from "lstm_affinity.h" nogil:
+    int lstm_current_cpu()
+    void lstm_avoid_cpu(int cpu)
+
+
 cdef struct _job:
     lstm_task task
     void *arg
     int part
     int parts
+    int caller_cpu
     PyThread_type_lock done  # held until the part has run
 
 
 cdef void _run_part(void *p) noexcept nogil:
     cdef _job *job = <_job *>p
+    lstm_avoid_cpu(job.caller_cpu)  # not on the caller's core: src/lstm_affinity.h
     saved_env = flush_subnormals()  # as on the calling thread
     job.task(job.arg, job.part, job.parts)
     restore_float_env(saved_env)
@@ -91,7 +99,9 @@ cdef void run_parallel(lstm_task task, void *arg, int parts) noexcept nogil:
     cdef _job jobs[MAX_PARTS]
     cdef int p
     parts = min(parts, <int>MAX_PARTS)
+    cdef int caller_cpu = lstm_current_cpu()
     for p in range(1, parts):
+        jobs[p].caller_cpu = caller_cpu
         jobs[p].task, jobs[p].arg, jobs[p].part, jobs[p].parts = task, arg, p, parts
         jobs[p].done = PyThread_allocate_lock()
         if jobs[p].done != NULL:
