@@ -3,7 +3,9 @@
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
 # output and workspace, then releases the GIL and runs the whole computation in C
-# (src/lstm_core.h) without coming back to Python.  There is no module-level mutable state.
+# (src/lstm_core.h) without coming back to Python, its time loop split between threads by
+# batch rows when that pays off (_threads.pyx).  There is no module-level mutable state here;
+# the one process-wide setting is the thread count (lc.set_num_threads).
 
 cimport cython
 cimport numpy as cnp
