@@ -44,12 +44,16 @@ cdef enum:
 
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
-                                int typenum):
-    """Workspace for w_hh packed as a K x N matrix, or None when T * B rows are too few."""
+                                int typenum, Py_ssize_t K2=0):
+    """Workspace for w_hh packed as a K x N matrix (then w_ih as a K2 x N one, when K2), or
+    None when T * B rows are too few."""
     if T * B < PANELS_MIN_ROWS:
         return None
     cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
                             else lstm_panels_size_f64(<int>K, <int>N))
+    if K2:
+        size += (lstm_panels_size_f32(<int>K2, <int>N) if typenum == cnp.NPY_FLOAT
+                 else lstm_panels_size_f64(<int>K2, <int>N))
     return empty((size,), typenum)
 
 
@@ -111,9 +115,20 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
                        real *panels, const real *x, const real *h0, const real *c0,
                        const real *w_ih, const real *w_hh, const real *bias,
                        const int *lengths, int T, int B, int I, int H, int chunk):
-    """The whole forward in C with the GIL released (packing w_hh.T first into panels,
-    when given; the time loop in loop_parts tasks of batch rows)."""
-    cdef int parts = loop_parts(B, 8.0 * T * B * H * H)
+    """The whole forward in C with the GIL released (packing w_hh.T first into panels, when
+    given; the time loop in loop_parts tasks of batch rows).
+
+    With one task, the input projection of many steps is one BLAS GEMM before the loop.
+    With several, each task projects its own rows step by step with the packed kernel
+    (w_ih.T packed after w_hh.T in panels): the BLAS's GEMM would run on the BLAS's threads
+    between the loop's, and its idle workers would then spin on the cores the loop needs.
+    The two projections round differently in the last bits, so one and several threads
+    agree to the dtype's tolerance, any two counts above one bit for bit (README, Threads)."""
+    cdef int parts = loop_parts(B, 8.0 * T * B * H * (H + I))
+    cdef real *ih_panels = NULL
+    if panels != NULL and parts > 1:
+        ih_panels = panels + (lstm_panels_size_f32(H, 4 * H) if real is float
+                              else lstm_panels_size_f64(H, 4 * H))
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -123,13 +138,17 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
         if real is float:
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
-            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, panels, bias,
-                             lengths, T, B, I, H, chunk, gemm_f32, parts, run_parallel)
+            if ih_panels != NULL:
+                lstm_pack_panels_f32(ih_panels, w_ih, I, 4 * H, 1)
+            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels, panels,
+                             bias, lengths, T, B, I, H, chunk, gemm_f32, parts, run_parallel)
         else:
             if panels != NULL:
                 lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
-            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, panels, bias,
-                             lengths, T, B, I, H, chunk, gemm_f64, parts, run_parallel)
+            if ih_panels != NULL:
+                lstm_pack_panels_f64(ih_panels, w_ih, I, 4 * H, 1)
+            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels, panels,
+                             bias, lengths, T, B, I, H, chunk, gemm_f64, parts, run_parallel)
         restore_float_env(saved_env)
 
 
@@ -225,7 +244,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     else:
         chunk = inference_chunk(T, B)
         work = empty((chunk * B * 4 * H + B * H,), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(T, B, H, 4 * H, typenum), ax, a_h0,
+    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(T, B, H, 4 * H, typenum, I), ax, a_h0,
                     a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)
     if cache is not None:
         _freeze(cache)
@@ -299,6 +318,6 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
-    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum), ax, a_h,
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum, I), ax, a_h,
                     a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1)
     return h1, c1

@@ -39,9 +39,9 @@ def _usable_cpus():
 
 def set_num_threads(n):
     """Use at most n threads (>= 1) in each call's time loop; the default is the number of
-    CPUs this process may run on.  Results are the same bits for any n.  The BLAS's own
-    threads (the GEMMs around the loop) are set separately, e.g. with
-    threadpoolctl.threadpool_limits(n)."""
+    CPUs this process may run on.  Results are the same bits for any n > 1, and agree with
+    n = 1 to the last bits (README, Threads).  The BLAS's own threads (the GEMMs around the
+    loop) are set separately, e.g. with threadpoolctl.threadpool_limits(n)."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")

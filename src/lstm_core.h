@@ -51,6 +51,8 @@
  *   A row's arithmetic does not depend on its range: results are the same bits for any
  *   `parts`.  The GEMMs outside the loop stay on the calling thread (the BLAS has its own
  *   threads), and the loop is split only when the recurrent products use the packed kernel.
+ *   When w_ih_panels is given, the forward projects the input inside the loop, step by step
+ *   and row range by row range, with the packed kernel, instead of with GEMMs before it.
  */
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
@@ -171,6 +173,9 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
+ *   w_ih_panels     in   w_ih.T packed by lstm_pack_panels(K=I, N=G, transposed=1): the
+ *                        input projection runs in the loop, one step at a time, with the
+ *                        packed kernel (used only with w_hh_panels); NULL: GEMMs before it
  *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1): the
  *                        recurrent products use the packed kernel; NULL: the GEMM
  *   bias   [G]      in   NULL: no bias
@@ -182,14 +187,16 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
-                      const float *w_ih, const float *w_hh, const float *w_hh_panels,
-                      const float *bias, const int *lengths, int T, int B, int In, int H,
-                      int chunk, lstm_gemm_f32 gemm, int parts, lstm_parallel parallel);
+                      const float *w_ih, const float *w_hh, const float *w_ih_panels,
+                      const float *w_hh_panels, const float *bias, const int *lengths, int T,
+                      int B, int In, int H, int chunk, lstm_gemm_f32 gemm, int parts,
+                      lstm_parallel parallel);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
-                      const double *w_ih, const double *w_hh, const double *w_hh_panels,
-                      const double *bias, const int *lengths, int T, int B, int In, int H,
-                      int chunk, lstm_gemm_f64 gemm, int parts, lstm_parallel parallel);
+                      const double *w_ih, const double *w_hh, const double *w_ih_panels,
+                      const double *w_hh_panels, const double *bias, const int *lengths, int T,
+                      int B, int In, int H, int chunk, lstm_gemm_f64 gemm, int parts,
+                      lstm_parallel parallel);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
