@@ -105,3 +105,52 @@ def test_set_num_threads_checks_its_argument(threads):
     assert lc.get_num_threads() == 3
     threads(10_000)
     assert lc.get_num_threads() == 64  # capped
+
+
+def test_concurrent_callers_each_split_their_loop(threads):
+    # several Python threads at once, each call starting its own helper threads: every result
+    # is the serial one, bit for bit against the same thread count
+    from concurrent.futures import ThreadPoolExecutor
+    T, B, I, H = SHAPES[0]
+    p = Problem(T, B, I, H, seed=11)
+    threads(2)
+    want = everything(p, np.float32, None)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: everything(p, np.float32, None), range(8)))
+    for got in results:
+        for name, value in want.items():
+            if value is not None:
+                np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+FORK_SCRIPT = """
+import multiprocessing as mp, numpy as np, lstm_core as lc
+def run(q):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 32, 16), dtype=np.float32)
+    w_ih = rng.standard_normal((384, 16), dtype=np.float32) * 0.1
+    w_hh = rng.standard_normal((384, 96), dtype=np.float32) * 0.1
+    y = lc.lstm_forward(x, w_ih, w_hh, training=False)[0]
+    if q is None:
+        return y
+    q.put(float(np.abs(y).sum()))
+lc.set_num_threads(2)
+parent = float(np.abs(run(None)).sum())  # the parent splits its loop first
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+child = ctx.Process(target=run, args=(q,))
+child.start()
+child.join(60)
+assert child.exitcode == 0, child.exitcode
+assert q.get(timeout=5) == parent
+print("ok")
+"""
+
+
+def test_forked_child_splits_its_loop_too(tmp_path):
+    # nothing is pooled, so a child forked after split calls runs them normally (a thread
+    # pool would leave the child waiting for threads that do not exist)
+    from lstm_problems import run_python
+    result = run_python(FORK_SCRIPT, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
