@@ -3,8 +3,8 @@
 # The C drivers split their time loop into tasks over ranges of batch rows (src/lstm_core.h,
 # Threads) and run them through run_parallel: parts - 1 new threads plus the calling one,
 # joined before it returns.  Nothing is pooled, so nothing spins between calls and nothing
-# survives a fork(); a thread costs ~50 us to start, so loops are split only when each part
-# gets at least MIN_PART_ROWS rows and the loop at least MIN_LOOP_FLOPS.  A new thread keeps
+# survives a fork(); a thread costs ~50 us to start, so a loop is split only into parts of at
+# least MIN_PART_ROWS rows and MIN_PART_FLOPS each.  A new thread keeps
 # off its caller's core (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs
 # outside the loops (threadpoolctl limits those).
 
@@ -25,7 +25,7 @@ cdef extern from "pythread.h" nogil:
 cdef enum:
     MAX_PARTS = 64        # threads of one loop at most
     MIN_PART_ROWS = 8     # one block of the packed kernel
-cdef double MIN_LOOP_FLOPS = 2e7  # ~0.2 ms of work: several thread starts
+cdef double MIN_PART_FLOPS = 1e7  # ~0.1 ms of work: twice a thread's start
 
 cdef int _num_threads = 1
 
@@ -59,10 +59,9 @@ set_num_threads(_usable_cpus())
 
 
 cdef int loop_parts(Py_ssize_t B, double flops) noexcept:
-    """Tasks for a loop over B rows doing `flops`: 1 unless the split pays off."""
-    if flops < MIN_LOOP_FLOPS:
-        return 1
-    return <int>max(1, min(_num_threads, B // MIN_PART_ROWS))
+    """Tasks for a loop over B rows doing `flops`: as many as pay off, 1 at least."""
+    cdef double by_work = flops / MIN_PART_FLOPS
+    return <int>max(1, min(_num_threads, B // MIN_PART_ROWS, by_work))
 
 
 def _loop_parts(B, flops):

@@ -92,6 +92,9 @@ def test_small_loops_stay_on_the_calling_thread(threads):
     assert _threads._loop_parts(16, 1e6) == 1  # too little work to pay for a thread
     assert _threads._loop_parts(15, 1e9) == 1  # fewer than 2 blocks of 8 rows
     assert _threads._loop_parts(16, 1e9) == 2
+    threads(64)
+    assert _threads._loop_parts(1024, 3.5e7) == 3  # 1e7 flops per thread at least
+    assert _threads._loop_parts(40, 1e12) == 5  # 8 rows per thread at least
 
 
 def test_set_num_threads_checks_its_argument(threads):
