@@ -44,16 +44,12 @@ cdef enum:
 
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
-                                int typenum, Py_ssize_t K2=0):
-    """Workspace for w_hh packed as a K x N matrix (then w_ih as a K2 x N one, when K2), or
-    None when T * B rows are too few."""
+                                int typenum):
+    """Workspace for a weight matrix packed as K x N, or None when T * B rows are too few."""
     if T * B < PANELS_MIN_ROWS:
         return None
     cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
                             else lstm_panels_size_f64(<int>K, <int>N))
-    if K2:
-        size += (lstm_panels_size_f32(<int>K2, <int>N) if typenum == cnp.NPY_FLOAT
-                 else lstm_panels_size_f64(<int>K2, <int>N))
     return empty((size,), typenum)
 
 
@@ -112,23 +108,11 @@ cdef void _freeze(LSTMCache cache):
 # ----------------------------------------------------------------------------- GIL-free calls
 
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
-                       real *panels, const real *x, const real *h0, const real *c0,
-                       const real *w_ih, const real *w_hh, const real *bias,
-                       const int *lengths, int T, int B, int I, int H, int chunk):
-    """The whole forward in C with the GIL released (packing w_hh.T first into panels, when
-    given; the time loop in loop_parts tasks of batch rows).
-
-    With one task, the input projection of many steps is one BLAS GEMM before the loop.
-    With several, each task projects its own rows step by step with the packed kernel
-    (w_ih.T packed after w_hh.T in panels): the BLAS's GEMM would run on the BLAS's threads
-    between the loop's, and its idle workers would then spin on the cores the loop needs.
-    The two projections round differently in the last bits, so one and several threads
-    agree to the dtype's tolerance, any two counts above one bit for bit (README, Threads)."""
-    cdef int parts = loop_parts(B, 8.0 * T * B * H * (H + I))
-    cdef real *ih_panels = NULL
-    if panels != NULL and parts > 1:
-        ih_panels = panels + (lstm_panels_size_f32(H, 4 * H) if real is float
-                              else lstm_panels_size_f64(H, 4 * H))
+                       real *hh_panels, real *ih_panels, const real *x, const real *h0,
+                       const real *c0, const real *w_ih, const real *w_hh, const real *bias,
+                       const int *lengths, int T, int B, int I, int H, int chunk, int parts):
+    """The whole forward in C with the GIL released: packing w_hh.T into hh_panels and w_ih.T
+    into ih_panels first, when given, then the time loop in `parts` tasks of batch rows."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -136,19 +120,21 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
     with nogil:
         saved_env = flush_subnormals()
         if real is float:
-            if panels != NULL:
-                lstm_pack_panels_f32(panels, w_hh, H, 4 * H, 1)
+            if hh_panels != NULL:
+                lstm_pack_panels_f32(hh_panels, w_hh, H, 4 * H, 1)
             if ih_panels != NULL:
                 lstm_pack_panels_f32(ih_panels, w_ih, I, 4 * H, 1)
-            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels, panels,
-                             bias, lengths, T, B, I, H, chunk, gemm_f32, parts, run_parallel)
+            lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels,
+                             hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f32, parts,
+                             run_parallel)
         else:
-            if panels != NULL:
-                lstm_pack_panels_f64(panels, w_hh, H, 4 * H, 1)
+            if hh_panels != NULL:
+                lstm_pack_panels_f64(hh_panels, w_hh, H, 4 * H, 1)
             if ih_panels != NULL:
                 lstm_pack_panels_f64(ih_panels, w_ih, I, 4 * H, 1)
-            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels, panels,
-                             bias, lengths, T, B, I, H, chunk, gemm_f64, parts, run_parallel)
+            lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels,
+                             hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f64, parts,
+                             run_parallel)
         restore_float_env(saved_env)
 
 
@@ -180,20 +166,23 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
 
 
 cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache,
-                          cnp.ndarray work, cnp.ndarray panels, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
-                          cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
-                          cnp.ndarray lengths, int T, int B, int I, int H, int chunk):
+                          cnp.ndarray work, cnp.ndarray hh_panels, cnp.ndarray ih_panels,
+                          cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih,
+                          cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths, int T, int B,
+                          int I, int H, int chunk, int parts):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         _run_forward(<float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n), cache,
-                     <float *>data_of(work), <float *>data_of(panels), <float *>data_of(x), <float *>data_of(h0),
+                     <float *>data_of(work), <float *>data_of(hh_panels),
+                     <float *>data_of(ih_panels), <float *>data_of(x), <float *>data_of(h0),
                      <float *>data_of(c0), <float *>data_of(w_ih), <float *>data_of(w_hh),
-                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk)
+                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts)
     else:
         _run_forward(<double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n), cache,
-                     <double *>data_of(work), <double *>data_of(panels), <double *>data_of(x), <double *>data_of(h0),
+                     <double *>data_of(work), <double *>data_of(hh_panels),
+                     <double *>data_of(ih_panels), <double *>data_of(x), <double *>data_of(h0),
                      <double *>data_of(c0), <double *>data_of(w_ih), <double *>data_of(w_hh),
-                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk)
+                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -222,10 +211,11 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
     # what needs copying, allocate, run.
     # y, h_n, c_n; training: the cache (gates 4H, c and h T+1 steps, tanh_c) and the packed
-    # weights; inference: the chunk's workspace.  Python ints: no overflow.
+    # weights (w_hh, and w_ih when the loop is split); inference: the chunk's workspace.
+    # Python ints: no overflow.
     require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
                  (a_c0, "c0")),
-                T * B * H + 4 * B * H + 4 * H * H + (
+                T * B * H + 4 * B * H + 4 * H * (H + I) + (
                     T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
                     else INFERENCE_CHUNK_ROWS * 4 * H + 4 * B * H),
                 ax, "the outputs" + (" and the training cache" if training else ""))
@@ -239,13 +229,26 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     cdef LSTMCache cache = None
     cdef cnp.ndarray work = None
     cdef int chunk = 1
+    # The time loop in `parts` tasks of batch rows (_threads.pyx).  With one task the input
+    # projection of many steps is one BLAS GEMM before the loop.  With several, each task
+    # projects its own rows step by step from w_ih packed too (ih_panels): a BLAS GEMM would
+    # run on the BLAS's threads between the loop's, whose idle workers would then spin on the
+    # cores the loop needs.  The two projections round differently in the last bits, so one
+    # and several threads agree to the dtype's tolerance, any two counts above one bit for
+    # bit (README, Threads).
+    cdef int parts = loop_parts(B, 8.0 * T * B * H * (H + I))
+    cdef cnp.ndarray hh_panels = _panels_buffer(T, B, H, 4 * H, typenum)
+    cdef cnp.ndarray ih_panels = None
+    if hh_panels is not None and parts > 1:
+        ih_panels = _panels_buffer(T, B, I, 4 * H, typenum)
     if training:
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
-        chunk = inference_chunk(T, B)
+        # projected in the loop: one step's workspace is enough
+        chunk = 1 if ih_panels is not None else inference_chunk(T, B)
         work = empty((chunk * B * 4 * H + B * H,), typenum)
-    _forward_arrays(y, h_n, c_n, cache, work, _panels_buffer(T, B, H, 4 * H, typenum, I), ax, a_h0,
-                    a_c0, a_ih, a_hh, a_bias, a_lengths, T, B, I, H, chunk)
+    _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
+                    a_bias, a_lengths, T, B, I, H, chunk, parts)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -318,6 +321,6 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
-    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum, I), ax, a_h,
-                    a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1)
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum), None, ax,
+                    a_h, a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1, 1)
     return h1, c1

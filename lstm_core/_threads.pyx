@@ -4,9 +4,9 @@
 # Threads) and run them through run_parallel: parts - 1 new threads plus the calling one,
 # joined before it returns.  Nothing is pooled, so nothing spins between calls and nothing
 # survives a fork(); a thread costs ~50 us to start, so a loop is split only into parts of at
-# least MIN_PART_ROWS rows and MIN_PART_FLOPS each.  A new thread keeps
-# off its caller's core (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs
-# outside the loops (threadpoolctl limits those).
+# least MIN_PART_ROWS rows and MIN_PART_FLOPS each.  A new thread keeps off its caller's core
+# (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs outside the loops
+# (threadpoolctl limits those).
 
 import os
 
@@ -21,6 +21,10 @@ cdef extern from "pythread.h" nogil:
     void PyThread_release_lock(PyThread_type_lock lock)
     int WAIT_LOCK
     unsigned long PYTHREAD_INVALID_THREAD_ID
+
+cdef extern from "lstm_affinity.h" nogil:
+    int lstm_current_cpu()
+    void lstm_avoid_cpu(int cpu)
 
 cdef enum:
     MAX_PARTS = 64        # threads of one loop at most
@@ -67,11 +71,6 @@ cdef int loop_parts(Py_ssize_t B, double flops) noexcept:
 def _loop_parts(B, flops):
     """loop_parts, for the tests (which check that their shapes are really split)."""
     return loop_parts(B, flops)
-
-
-cdef extern from "lstm_affinity.h" nogil:
-    int lstm_current_cpu()
-    void lstm_avoid_cpu(int cpu)
 
 
 cdef struct _job:

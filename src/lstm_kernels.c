@@ -10,14 +10,13 @@
 #include "lstm_core.h"
 #include "lstm_dispatch.h"
 
-/* The small-batch product fuses multiply-adds into FMAs where the instruction set has them
+/* The packed product fuses multiply-adds into FMAs where the instruction set has them
  * (everything else is compiled with -std=c99, which does not). */
 #if defined(__GNUC__) && !defined(__clang__)
 #define FUSED_MULTIPLY_ADD __attribute__((optimize("fp-contract=fast")))
 #else
 #define FUSED_MULTIPLY_ADD
 #endif
-
 
 #define real float
 #define FN(name) name##_f32
