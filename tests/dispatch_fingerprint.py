@@ -3,8 +3,9 @@
 .ci/run builds the package a second time without runtime CPU dispatch (the portable
 baseline code only) and checks that both builds print the same hash: the AVX-512, AVX2
 and baseline versions of the pointwise kernels must give identical results.  The problem
-keeps the recurrent products on the BLAS with T * B = 6 rows: the packed kernel (T * B >= 8)
+keeps the recurrent products on the BLAS with T * B < 8 rows: the packed kernel (T * B >= 8)
 fuses multiply-adds where the CPU has FMA, so its last bits depend on the instruction set.
+Two problems: several steps with a partial length, and a wider batch with zero lengths.
 """
 
 import hashlib
@@ -17,16 +18,16 @@ import lstm_core as lc
 def fingerprint():
     rng = np.random.default_rng(0)
     arrays = []
-    for dtype in (np.float32, np.float64):
-        T, B, I, H = 3, 2, 7, 33
+    problems = [(3, 2, [3, 1]), (1, 7, [1, 0, 1, 1, 0, 1, 1])]  # (T, B, lengths), T * B < 8
+    for dtype, (T, B, lengths) in [(d, p) for d in (np.float32, np.float64) for p in problems]:
+        I, H = 7, 33
         x = (3 * rng.standard_normal((T, B, I))).astype(dtype)
         w_ih = rng.standard_normal((4 * H, I)).astype(dtype)
         w_hh = rng.standard_normal((4 * H, H)).astype(dtype)
         bias = rng.standard_normal(4 * H).astype(dtype)
         h0 = rng.standard_normal((B, H)).astype(dtype)
         c0 = rng.standard_normal((B, H)).astype(dtype)
-        y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh, bias, h0, c0,
-                                             lengths=[3, 1])
+        y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths=lengths)
         grads = lc.lstm_backward(cache, np.ones_like(y), h_n, c_n)
         # The activations alone over a dense range (pre-activations z = x exactly).
         z = np.linspace(-100, 100, 100_001).astype(dtype).reshape(1, -1, 1)
