@@ -3,8 +3,8 @@
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
 # output and workspace, then releases the GIL and runs the whole computation in C
-# (src/lstm_core.h) without coming back to Python, its time loop split between threads by
-# batch rows when that pays off (_threads.pyx).  There is no module-level mutable state here;
+# (src/lstm_core.h) without coming back to Python, its time loop split between threads
+# when that pays off (_threads.pyx).  There is no module-level mutable state here;
 # the one process-wide setting is the thread count (lc.set_num_threads).
 
 cimport cython
@@ -44,12 +44,13 @@ cdef enum:
 
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
-                                int typenum):
+                                bint gated, int typenum):
     """Workspace for a weight matrix packed as K x N, or None when T * B rows are too few."""
     if T * B < PANELS_MIN_ROWS:
         return None
-    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N) if typenum == cnp.NPY_FLOAT
-                            else lstm_panels_size_f64(<int>K, <int>N))
+    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N, gated)
+                            if typenum == cnp.NPY_FLOAT
+                            else lstm_panels_size_f64(<int>K, <int>N, gated))
     return empty((size,), typenum)
 
 
@@ -110,9 +111,10 @@ cdef void _freeze(LSTMCache cache):
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
                        real *hh_panels, real *ih_panels, const real *x, const real *h0,
                        const real *c0, const real *w_ih, const real *w_hh, const real *bias,
-                       const int *lengths, int T, int B, int I, int H, int chunk, int parts):
+                       const int *lengths, int T, int B, int I, int H, int chunk, int parts,
+                       int by_rows):
     """The whole forward in C with the GIL released: packing w_hh.T into hh_panels and w_ih.T
-    into ih_panels first, when given, then the time loop in `parts` tasks of batch rows."""
+    into ih_panels first, when given, then the time loop in `parts` tasks."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -121,20 +123,20 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
         saved_env = flush_subnormals()
         if real is float:
             if hh_panels != NULL:
-                lstm_pack_panels_f32(hh_panels, w_hh, H, 4 * H, 1)
+                lstm_pack_panels_f32(hh_panels, w_hh, H, 4 * H, 1, 1)
             if ih_panels != NULL:
-                lstm_pack_panels_f32(ih_panels, w_ih, I, 4 * H, 1)
+                lstm_pack_panels_f32(ih_panels, w_ih, I, 4 * H, 1, 1)
             lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels,
                              hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f32, parts,
-                             run_parallel)
+                             by_rows, run_parallel)
         else:
             if hh_panels != NULL:
-                lstm_pack_panels_f64(hh_panels, w_hh, H, 4 * H, 1)
+                lstm_pack_panels_f64(hh_panels, w_hh, H, 4 * H, 1, 1)
             if ih_panels != NULL:
-                lstm_pack_panels_f64(ih_panels, w_ih, I, 4 * H, 1)
+                lstm_pack_panels_f64(ih_panels, w_ih, I, 4 * H, 1, 1)
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels,
                              hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f64, parts,
-                             run_parallel)
+                             by_rows, run_parallel)
         restore_float_env(saved_env)
 
 
@@ -142,8 +144,9 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
                         real *dc0, real *dz, real *panels, const real *dy, const real *dh_n,
                         const real *dc_n, LSTMCache cache, int T, int B, int I, int H):
     """The whole backward in C with the GIL released (packing w_hh first into panels, when
-    given; the time loop in loop_parts tasks of batch rows)."""
-    cdef int parts = loop_parts(B, 8.0 * T * B * H * H)
+    given; the time loop in loop_parts tasks)."""
+    cdef int by_rows = 0
+    cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * sizeof(real), &by_rows)
     cdef const real *x = <const real *>data_of(cache.x)
     cdef const real *w_ih = <const real *>data_of(cache.w_ih)
     cdef const real *w_hh = <const real *>data_of(cache.w_hh)
@@ -152,16 +155,16 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
         saved_env = flush_subnormals()
         if real is float:
             if panels != NULL:
-                lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0)
+                lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c32, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f32, parts, run_parallel)
+                              gemm_f32, parts, by_rows, run_parallel)
         else:
             if panels != NULL:
-                lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0)
+                lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f64, parts, run_parallel)
+                              gemm_f64, parts, by_rows, run_parallel)
         restore_float_env(saved_env)
 
 
@@ -169,20 +172,22 @@ cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMC
                           cnp.ndarray work, cnp.ndarray hh_panels, cnp.ndarray ih_panels,
                           cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih,
                           cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths, int T, int B,
-                          int I, int H, int chunk, int parts):
+                          int I, int H, int chunk, int parts, int by_rows):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         _run_forward(<float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n), cache,
                      <float *>data_of(work), <float *>data_of(hh_panels),
                      <float *>data_of(ih_panels), <float *>data_of(x), <float *>data_of(h0),
                      <float *>data_of(c0), <float *>data_of(w_ih), <float *>data_of(w_hh),
-                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts)
+                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts,
+                     by_rows)
     else:
         _run_forward(<double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n), cache,
                      <double *>data_of(work), <double *>data_of(hh_panels),
                      <double *>data_of(ih_panels), <double *>data_of(x), <double *>data_of(h0),
                      <double *>data_of(c0), <double *>data_of(w_ih), <double *>data_of(w_hh),
-                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts)
+                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts,
+                     by_rows)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -210,14 +215,15 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
     # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
     # what needs copying, allocate, run.
-    # y, h_n, c_n; training: the cache (gates 4H, c and h T+1 steps, tanh_c) and the packed
-    # weights (w_hh, and w_ih when the loop is split); inference: the chunk's workspace.
+    # y, h_n, c_n; the packed weights (w_hh, and w_ih when the loop is split; panels of 8
+    # units at most, so H + 8 units); training: the cache (gates 4H, c and h T+1 steps,
+    # tanh_c); inference: the chunk's workspace (one step's 4BH at least, and 2BH scratch).
     # Python ints: no overflow.
     require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
                  (a_c0, "c0")),
-                T * B * H + 4 * B * H + 4 * H * (H + I) + (
+                T * B * H + 4 * B * H + 4 * (H + 8) * (H + I) + (
                     T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
-                    else INFERENCE_CHUNK_ROWS * 4 * H + 4 * B * H),
+                    else INFERENCE_CHUNK_ROWS * 4 * H + 6 * B * H),
                 ax, "the outputs" + (" and the training cache" if training else ""))
     ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
     a_bias = contiguous(a_bias)
@@ -229,26 +235,29 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     cdef LSTMCache cache = None
     cdef cnp.ndarray work = None
     cdef int chunk = 1
-    # The time loop in `parts` tasks of batch rows (_threads.pyx).  With one task the input
-    # projection of many steps is one BLAS GEMM before the loop.  With several, each task
-    # projects its own rows step by step from w_ih packed too (ih_panels): a BLAS GEMM would
-    # run on the BLAS's threads between the loop's, whose idle workers would then spin on the
-    # cores the loop needs.  The two projections round differently in the last bits, so one
-    # and several threads agree to the dtype's tolerance, any two counts above one bit for
-    # bit (README, Threads).
-    cdef int parts = loop_parts(B, 8.0 * T * B * H * (H + I))
-    cdef cnp.ndarray hh_panels = _panels_buffer(T, B, H, 4 * H, typenum)
+    # The time loop in `parts` tasks (_threads.pyx), each computing its share of the columns
+    # of every product.  With one task the input projection is a BLAS GEMM over many steps.
+    # With several, each task projects its own columns with w_ih packed too (ih_panels): a
+    # BLAS GEMM would compute all the columns, on the BLAS's threads, whose idle workers would
+    # then spin on the cores the loop needs.  The two projections round differently in the
+    # last bits, so one and several threads agree to the dtype's tolerance, any two counts
+    # above one bit for bit (README, Threads).
+    cdef int by_rows = 0
+    cdef int parts = loop_parts(B, H, 8.0 * B * H * (H + I), T,
+                                4.0 * H * (H + I) * cnp.PyArray_ITEMSIZE(ax), &by_rows)
+    cdef cnp.ndarray hh_panels = _panels_buffer(T, B, H, 4 * H, True, typenum)
     cdef cnp.ndarray ih_panels = None
     if hh_panels is not None and parts > 1:
-        ih_panels = _panels_buffer(T, B, I, 4 * H, typenum)
+        ih_panels = _panels_buffer(T, B, I, 4 * H, True, typenum)
     if training:
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
-        # projected in the loop: one step's workspace is enough
+        # projected step by step in a split loop: one step's workspace is enough
         chunk = 1 if ih_panels is not None else inference_chunk(T, B)
-        work = empty((chunk * B * 4 * H + B * H,), typenum)
+        work = empty((chunk * B * 4 * H + 2 * B * H,), typenum)
     _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
-                    a_bias, a_lengths, T, B, I, H, chunk, parts)
+                    a_bias, a_lengths, T, B, I, H, chunk, parts,
+                     by_rows)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -285,7 +294,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray dh0 = empty((B, H), typenum)
     cdef cnp.ndarray dc0 = empty((B, H), typenum)
     cdef cnp.ndarray dz = empty((T, B, 4 * H), typenum)
-    cdef cnp.ndarray panels = _panels_buffer(T, B, 4 * H, H, typenum)
+    cdef cnp.ndarray panels = _panels_buffer(T, B, 4 * H, H, False, typenum)
     if typenum == cnp.NPY_FLOAT:
         _run_backward(<float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
                       <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
@@ -317,10 +326,10 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     a_h, a_c = contiguous(a_h), contiguous(a_c)
     cdef cnp.ndarray h1 = empty((B, H), typenum)
     cdef cnp.ndarray c1 = empty((B, H), typenum)
-    cdef cnp.ndarray work = empty((B * 4 * H + B * H,), typenum)
+    cdef cnp.ndarray work = empty((B * 4 * H + 2 * B * H,), typenum)
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
-    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, typenum), None, ax,
-                    a_h, a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1, 1)
+    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, True, typenum),
+                    None, ax, a_h, a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1, 1, 0)
     return h1, c1

@@ -1,16 +1,18 @@
 # How many threads the kernels' time loops use, and the runner that gives them threads.
 #
-# The C drivers split their time loop into tasks over ranges of batch rows (src/lstm_core.h,
-# Threads) and run them through run_parallel: parts - 1 new threads plus the calling one,
-# joined before it returns.  Nothing is pooled, so nothing spins between calls and nothing
-# survives a fork(); a thread costs ~50 us to start, so a loop is split only into parts of at
-# least MIN_PART_ROWS rows and MIN_PART_FLOPS each.  A new thread keeps off its caller's core
+# The C drivers split a time loop into tasks that meet at a barrier twice per step (src/
+# lstm_core.h, Threads) and run them through run_parallel: parts - 1 new threads plus the
+# calling one, joined before it returns.  Nothing is pooled, so nothing spins between calls
+# and nothing survives a fork(); a thread costs ~50 us to start and a barrier ~0.1-0.3 us,
+# so a loop is split only when each part gets at least MIN_PART_FLOPS in all and
+# MIN_PART_STEP_FLOPS per step.  The tasks share the rows or the columns (loop_parts).  A new thread keeps off its caller's core
 # (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs outside the loops
 # (threadpoolctl limits those).
 
 import os
 
 from lstm_core._boundary cimport flush_subnormals, restore_float_env
+from lstm_core._kernels cimport lstm_team
 
 cdef extern from "pythread.h" nogil:
     ctypedef void *PyThread_type_lock
@@ -26,10 +28,23 @@ cdef extern from "lstm_affinity.h" nogil:
     int lstm_current_cpu()
     void lstm_avoid_cpu(int cpu)
 
+cdef extern from "lstm_barrier.h" nogil:
+    ctypedef struct lstm_barrier:
+        pass
+    void lstm_barrier_init(lstm_barrier *barrier, int parts)
+    void lstm_barrier_wait(lstm_barrier *barrier)
+
 cdef enum:
-    MAX_PARTS = 64        # threads of one loop at most
-    MIN_PART_ROWS = 8     # one block of the packed kernel
-cdef double MIN_PART_FLOPS = 1e7  # ~0.1 ms of work: twice a thread's start
+    MAX_PARTS = 64          # threads of one loop at most
+    MIN_PART_COLUMNS = 32   # hidden units per part split by columns: one float32 panel
+    MIN_PART_ROWS = 8       # batch rows per part split by rows: one block of the kernel
+# Split by rows while the packed weights take at most this: half the 2 MB L2 cache of a core
+# here, so each core keeps them with its share of the activations.  Above it, by columns.
+# Measured at 2 threads against the columns (forward, float32): S2 (512 KB) 3.5 ms vs 4.1;
+# S5 (32 MB) 59 ms vs 76 by rows; S4 (8 MB) 81 vs 87.
+cdef double ROWS_SPLIT_MAX_BYTES = 1 << 20
+cdef double MIN_PART_FLOPS = 1e7       # ~0.1 ms of work: twice a thread's start
+cdef double MIN_PART_STEP_FLOPS = 2e5  # ~2 us per step: ten times the step's two barriers
 
 cdef int _num_threads = 1
 
@@ -62,57 +77,109 @@ def get_num_threads():
 set_num_threads(_usable_cpus())
 
 
-cdef int loop_parts(Py_ssize_t B, double flops) noexcept:
-    """Tasks for a loop over B rows doing `flops`: as many as pay off, 1 at least."""
-    cdef double by_work = flops / MIN_PART_FLOPS
-    return <int>max(1, min(_num_threads, B // MIN_PART_ROWS, by_work))
+cdef int loop_parts(Py_ssize_t B, Py_ssize_t H, double step_flops, Py_ssize_t T,
+                    double weight_bytes, int *by_rows) noexcept:
+    """Tasks for a loop of T steps of step_flops each over B rows and H hidden units, whose
+    packed weights take weight_bytes: as many as pay off, 1 at least.  Sets by_rows when the
+    tasks should share the rows (src/lstm_core.h, Threads): when every core's cache holds all
+    the weights and the rows make enough blocks; else they share the columns, each part at
+    least one float32 panel of hidden units."""
+    cdef double by_work = min(step_flops * T / MIN_PART_FLOPS, step_flops / MIN_PART_STEP_FLOPS)
+    cdef int wanted = <int>max(1, min(_num_threads, by_work))
+    if _split == 1 or (_split == 0 and weight_bytes <= ROWS_SPLIT_MAX_BYTES):
+        if B // MIN_PART_ROWS >= wanted or _split == 1:
+            by_rows[0] = 1
+            return max(1, min(wanted, B // MIN_PART_ROWS))
+    by_rows[0] = 0
+    return max(1, min(wanted, H // MIN_PART_COLUMNS))
 
 
-def _loop_parts(B, flops):
-    """loop_parts, for the tests (which check that their shapes are really split)."""
-    return loop_parts(B, flops)
+cdef int _split = 0  # 0: loop_parts chooses; 1: rows, 2: columns (the tests)
 
 
-cdef struct _job:
+def _loop_parts(B, H, step_flops, T, weight_bytes):
+    """loop_parts as (parts, by_rows), for the tests (which check that their shapes are
+    really split)."""
+    cdef int by_rows = 0
+    parts = loop_parts(B, H, step_flops, T, weight_bytes, &by_rows)
+    return parts, bool(by_rows)
+
+
+def _force_split(mode):
+    """Make loop_parts split every loop by "rows" or by "columns" when it can, or choose
+    (None): for the tests of both ways."""
+    global _split
+    _split = {None: 0, "rows": 1, "columns": 2}[mode]
+
+
+cdef struct _crew:
+    # what the parts of one loop share
+    lstm_barrier barrier
     lstm_task task
     void *arg
-    int part
-    int parts
+    int parts               # final once `gate` is released
     int caller_cpu
+    PyThread_type_lock gate  # held by the caller until every thread has been started
+
+
+cdef struct _member:
+    lstm_team team
+    _crew *crew
     PyThread_type_lock done  # held until the part has run
 
 
-cdef void _run_part(void *p) noexcept nogil:
-    cdef _job *job = <_job *>p
-    lstm_avoid_cpu(job.caller_cpu)  # not on the caller's core: src/lstm_affinity.h
+cdef void _wait(const lstm_team *team) noexcept nogil:
+    lstm_barrier_wait(&(<_crew *>team.shared).barrier)
+
+
+cdef void _run_member(void *p) noexcept nogil:
+    cdef _member *member = <_member *>p
+    cdef _crew *crew = member.crew
+    lstm_avoid_cpu(crew.caller_cpu)  # not on the caller's core: src/lstm_affinity.h
+    PyThread_acquire_lock(crew.gate, WAIT_LOCK)  # every part started: parts is final
+    PyThread_release_lock(crew.gate)
+    member.team.parts = crew.parts
     saved_env = flush_subnormals()  # as on the calling thread
-    job.task(job.arg, job.part, job.parts)
+    crew.task(crew.arg, &member.team)
     restore_float_env(saved_env)
-    PyThread_release_lock(job.done)
+    PyThread_release_lock(member.done)
 
 
 cdef void run_parallel(lstm_task task, void *arg, int parts) noexcept nogil:
-    """task(arg, part, parts) for every part, part 0 on the calling thread; returns when all
-    are done.  A part whose thread cannot be started runs on the calling thread."""
-    cdef _job jobs[MAX_PARTS]
-    cdef int p
+    """task(arg, team) for every part, part 0 on the calling thread, the others on new
+    threads; returns when all are done.  The tasks meet at barriers, so all of them must run
+    at once: when a thread cannot be started, the loop runs with the parts started so far."""
+    cdef _crew crew
+    cdef _member members[MAX_PARTS]
+    cdef int p, started = 1
     parts = min(parts, <int>MAX_PARTS)
-    cdef int caller_cpu = lstm_current_cpu()
-    for p in range(1, parts):
-        jobs[p].caller_cpu = caller_cpu
-        jobs[p].task, jobs[p].arg, jobs[p].part, jobs[p].parts = task, arg, p, parts
-        jobs[p].done = PyThread_allocate_lock()
-        if jobs[p].done != NULL:
-            PyThread_acquire_lock(jobs[p].done, WAIT_LOCK)
-            if PyThread_start_new_thread(_run_part, &jobs[p]) != PYTHREAD_INVALID_THREAD_ID:
-                continue
-            PyThread_release_lock(jobs[p].done)
-            PyThread_free_lock(jobs[p].done)
-            jobs[p].done = NULL
-        task(arg, p, parts)  # no thread: run it here
-    task(arg, 0, parts)
-    for p in range(1, parts):
-        if jobs[p].done != NULL:
-            PyThread_acquire_lock(jobs[p].done, WAIT_LOCK)
-            PyThread_release_lock(jobs[p].done)
-            PyThread_free_lock(jobs[p].done)
+    crew.task, crew.arg, crew.caller_cpu = task, arg, lstm_current_cpu()
+    crew.gate = PyThread_allocate_lock()
+    if crew.gate != NULL:
+        PyThread_acquire_lock(crew.gate, WAIT_LOCK)
+        while started < parts:
+            p = started
+            members[p].team.part, members[p].team.wait, members[p].team.shared = p, _wait, &crew
+            members[p].crew = &crew
+            members[p].done = PyThread_allocate_lock()
+            if members[p].done == NULL:
+                break
+            PyThread_acquire_lock(members[p].done, WAIT_LOCK)
+            if PyThread_start_new_thread(_run_member, &members[p]) == PYTHREAD_INVALID_THREAD_ID:
+                PyThread_release_lock(members[p].done)
+                PyThread_free_lock(members[p].done)
+                break
+            started += 1
+    crew.parts = started
+    lstm_barrier_init(&crew.barrier, started)
+    members[0].team.part, members[0].team.parts = 0, started
+    members[0].team.wait, members[0].team.shared = _wait, &crew
+    if crew.gate != NULL:
+        PyThread_release_lock(crew.gate)  # the started threads may go
+    task(arg, &members[0].team)
+    for p in range(1, started):
+        PyThread_acquire_lock(members[p].done, WAIT_LOCK)
+        PyThread_release_lock(members[p].done)
+        PyThread_free_lock(members[p].done)
+    if crew.gate != NULL:
+        PyThread_free_lock(crew.gate)

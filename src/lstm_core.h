@@ -40,19 +40,30 @@
  *   saturate to exactly 0 / +-1 without overflow (lstm_activations.h).
  *
  * Threads.  No global or static mutable state: concurrent calls on distinct outputs are safe.
- *   A driver may also share its own time loop between threads: each batch row of an LSTM is
- *   an independent sequence, so `parts` tasks can each run the whole loop over a range of
- *   rows (whole blocks of 8 rows where the batch allows) with no synchronisation until the
- *   loop ends.  The caller provides the threads as a runner:
- *     parallel(task, arg, parts)   runs task(arg, part, parts) for every part in [0, parts),
- *                                  concurrently or not, and returns when all have returned;
- *                                  each task runs with subnormals flushed (lstm_float_env.h)
- *                                  like the calling thread.
- *   A row's arithmetic does not depend on its range: results are the same bits for any
- *   `parts`.  The GEMMs outside the loop stay on the calling thread (the BLAS has its own
- *   threads), and the loop is split only when the recurrent products use the packed kernel.
- *   When w_ih_panels is given, the forward projects the input inside the loop, step by step
- *   and row range by row range, with the packed kernel, instead of with GEMMs before it.
+ *   A driver may also share its own time loop between `parts` tasks, one per thread, in one
+ *   of two ways:
+ *   - by columns: the tasks meet at a barrier once per step.  Each computes its share of the
+ *     panels of the step's products (see Packed recurrent products), which hold whole hidden
+ *     units, and the pointwise pass of those units.  Each thread then streams only its share
+ *     of the weights per step, which can stay in that core's cache;
+ *   - by rows (by_rows): each task runs the whole loop over a range of batch rows (whole
+ *     blocks of 8), all columns, with no barrier: each row is an independent sequence.
+ *     Cheaper when every thread's cache holds all the weights.
+ *   The caller provides the threads as a runner:
+ *     parallel(task, arg, parts)   runs task(arg, team) for every part in [0, parts) on
+ *                                  distinct threads, concurrently, and returns when all have
+ *                                  returned; each task runs with subnormals flushed
+ *                                  (lstm_float_env.h) like the calling thread.  team->part
+ *                                  and team->parts say which part it is of how many (the
+ *                                  runner may lower parts when it has fewer threads);
+ *                                  team->wait(team) returns once every part has called it
+ *                                  as many times.
+ *   Every output is computed by the same arithmetic whatever task computes it: results are
+ *   the same bits for any `parts` above one.  The loop is split only when its products use
+ *   the packed kernel: in the forward that includes the input projection (w_ih_panels),
+ *   which with one task is a BLAS GEMM, whose blocking of long sums may round differently.
+ *   The backward's weight GEMMs after the loop stay on the calling thread (the BLAS has its
+ *   own threads).
  */
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
@@ -66,7 +77,13 @@ typedef void (*lstm_gemm_f64)(int trans_a, int trans_b, int m, int n, int k, dou
                               const double *a, int lda, const double *b, int ldb, double beta,
                               double *c, int ldc);
 
-typedef void (*lstm_task)(void *arg, int part, int parts);
+/* One task's view of a loop shared between threads (see Threads). */
+typedef struct lstm_team {
+    int part, parts;
+    void (*wait)(const struct lstm_team *team); /* the barrier of the parts */
+    void *shared;                                /* the runner's state, for wait */
+} lstm_team;
+typedef void (*lstm_task)(void *arg, const lstm_team *team);
 typedef void (*lstm_parallel)(lstm_task task, void *arg, int parts);
 
 /*
@@ -97,7 +114,9 @@ typedef struct {
  */
 
 /*
- * lstm_cell_forward: the fused pointwise part of step t, for B rows.
+ * lstm_cell_forward: the fused pointwise part of step t, for B rows and the hidden units
+ * [j0, j1) (0 <= j0 <= j1 <= H): only their elements below, in every gate of z, are read
+ * or written (the tasks of a split loop each own a range of units).
  *
  *   y      [B,H]  out     h_t on active rows, 0 on the others; NULL: not written
  *   h      [B,H]  out     h_t (h_prev on inactive rows); may alias h_prev
@@ -111,13 +130,14 @@ typedef struct {
  */
 void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z,
                            const float *h_prev, const float *bias, const int *lengths, int t,
-                           int B, int H);
+                           int B, int H, int j0, int j1);
 void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z,
                            const double *h_prev, const double *bias, const int *lengths, int t,
-                           int B, int H);
+                           int B, int H, int j0, int j1);
 
 /*
- * lstm_cell_backward: the fused pointwise part of backward step t, for B rows.
+ * lstm_cell_backward: the fused pointwise part of backward step t, for B rows and the
+ * hidden units [j0, j1), as in lstm_cell_forward.
  *
  *   dz      [B,G]  out     dL/dz, the gradient of the gate pre-activations (0 on inactive rows)
  *   dh      [B,H]  in/out  in: dL/dh_t from the later steps (or dh_n), without dy.
@@ -133,30 +153,36 @@ void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, doub
  */
 void lstm_cell_backward_f32(float *dz, float *dh, float *dc, const float *dy, const float *gates,
                             const float *c_prev, const float *tanh_c, const int *lengths, int t,
-                            int B, int H);
+                            int B, int H, int j0, int j1);
 void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy,
                             const double *gates, const double *c_prev, const double *tanh_c,
-                            const int *lengths, int t, int B, int H);
+                            const int *lengths, int t, int B, int H, int j0, int j1);
 
 /*
  * Packed recurrent products.  The BLAS repacks w_hh on every step's small product (B rows);
  * the drivers can instead use a built-in kernel that reads a copy of the weights packed once
  * per call into panels of PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each
  * K rows deep:
- *     packed[p][k][j] = W[k][p*PANEL + j], zero past N.
+ *     packed[p][k][j] = W[k][column(p, j)], zero past the end.
+ * Plain panels (gated = 0) take the columns in order: column(p, j) = p*PANEL + j.  Gate panels
+ * (gated = 1, for the forward's products into z, N = G) take PANEL/4 hidden units of each
+ * gate: column(p, j) = (j / U) * H + p*U + j % U with U = PANEL/4, so a panel computes every
+ * gate of whole units (lstm_panels.inc, Layout).
  * The Cython boundary packs when a call runs at least 8 rows of products (T * B >= 8).
  * It fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
  * set, as the BLAS's do; they do not depend on B or on the blocking).
  *
  *   lstm_panels_size: elements of the packed copy of a K x N matrix W
  *   lstm_pack_panels:
- *     packed [lstm_panels_size(K, N)]  out
+ *     packed [lstm_panels_size(K, N, gated)]  out
  *     w      [K,N], or [N,K] when transposed (W = w.T)   in
+ *     gated  gate panels (N a multiple of 4) or plain ones
  */
-ptrdiff_t lstm_panels_size_f32(int K, int N);
-ptrdiff_t lstm_panels_size_f64(int K, int N);
-void lstm_pack_panels_f32(float *packed, const float *w, int K, int N, int transposed);
-void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int transposed);
+ptrdiff_t lstm_panels_size_f32(int K, int N, int gated);
+ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
+void lstm_pack_panels_f32(float *packed, const float *w, int K, int N, int transposed, int gated);
+void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int transposed,
+                          int gated);
 
 /*
  * lstm_forward: a whole sequence.  Training mode when cache != NULL, inference otherwise.
@@ -166,37 +192,41 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  *   h_n    [B,H]    out  each row's h at its length (h0 when 0); inference: the running h
  *   c_n    [B,H]    out  each row's c at its length (c0 when 0); inference: the running c
  *   cache           out  training: every field written, see lstm_cache_*; NULL: inference
- *   work   [chunk*B*G + B*H]  inference only: the input projection of `chunk` steps at a
- *                        time, then B*H scratch, so memory stays O(chunk*B*H) whatever T;
- *                        NULL in training
+ *   work   [chunk*B*G + 2*B*H]  inference only: the input projection of `chunk` steps at
+ *                        a time, then 2*B*H scratch, so memory stays O(chunk*B*H) whatever
+ *                        T; NULL in training
  *   x      [T,B,I]  in
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
- *   w_ih_panels     in   w_ih.T packed by lstm_pack_panels(K=I, N=G, transposed=1): the
- *                        input projection runs in the loop, one step at a time, with the
- *                        packed kernel (used only with w_hh_panels); NULL: GEMMs before it
- *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1): the
+ *   w_ih_panels     in   w_ih.T packed by lstm_pack_panels(K=I, N=G, transposed=1,
+ *                        gated=1): the
+ *                        input projection uses the packed kernel, each task its columns
+ *                        (used only with w_hh_panels); NULL: the GEMM, and one task
+ *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1,
+ *                        gated=1): the
  *                        recurrent products use the packed kernel; NULL: the GEMM
  *   bias   [G]      in   NULL: no bias
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
- *                   input projection of all T steps is one GEMM into cache->gates)
- *   parts, parallel the time loop in `parts` tasks of batch rows through `parallel` (see
- *                   Threads); parallel NULL or parts <= 1: on the calling thread
+ *                   GEMM projects all T steps into cache->gates).  With w_ih_panels the
+ *                   input is projected one step at a time, and chunk = 1 is enough.
+ *   parts, parallel the time loop in `parts` tasks through `parallel` (see Threads);
+ *                   parallel NULL or parts <= 1: on the calling thread
+ *   by_rows         the tasks share the batch rows instead of the columns (see Threads)
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
                       const float *w_ih, const float *w_hh, const float *w_ih_panels,
                       const float *w_hh_panels, const float *bias, const int *lengths, int T,
                       int B, int In, int H, int chunk, lstm_gemm_f32 gemm, int parts,
-                      lstm_parallel parallel);
+                      int by_rows, lstm_parallel parallel);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
                       const double *w_ih, const double *w_hh, const double *w_ih_panels,
                       const double *w_hh_panels, const double *bias, const int *lengths, int T,
                       int B, int In, int H, int chunk, lstm_gemm_f64 gemm, int parts,
-                      lstm_parallel parallel);
+                      int by_rows, lstm_parallel parallel);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
@@ -215,22 +245,24 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   x      [T,B,I]  in
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
- *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0): the
+ *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0,
+ *                        gated=0): the
  *                        per-step dh products use the packed kernel; NULL: the GEMM
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
- *   parts, parallel as for lstm_forward: the time loop in tasks of batch rows
+ *   parts, parallel, by_rows   as for lstm_forward: the time loop in tasks (with
+ *                   w_hh_panels only)
  */
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
                        const float *w_ih, const float *w_hh, const float *w_hh_panels,
                        const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm,
-                       int parts, lstm_parallel parallel);
+                       int parts, int by_rows, lstm_parallel parallel);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
                        const double *w_ih, const double *w_hh, const double *w_hh_panels,
                        const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm,
-                       int parts, lstm_parallel parallel);
+                       int parts, int by_rows, lstm_parallel parallel);
 
 #endif /* LSTM_CORE_H */

@@ -1,14 +1,15 @@
 """The time loop shared between threads (lc.set_num_threads).
 
-Each batch row of an LSTM is an independent sequence, so a call may run its time loop as
-several tasks over ranges of rows (src/lstm_core.h, Threads).  A row's arithmetic must not
-depend on its range: any two thread counts above one give the same bits.  With one thread
-the forward projects the input with one BLAS GEMM before the loop, with several each task
-projects its rows with the packed kernel (lstm_core/_lstm.pyx, _run_forward): the two may
-round differently in the last bits (the BLAS splits long sums into blocks, the packed
-kernel does not), so one thread against several is held to the float tolerance of the
-reference tests, and everything is checked against the float64 reference.  The shapes are
-checked to be really split, so a loop that silently stayed serial would fail here.
+A call may run its time loop as several tasks that meet at a barrier twice per step, each
+computing its share of the columns of the products and of the rows of the pointwise pass
+(src/lstm_core.h, Threads).  An output's arithmetic must not depend on which task computes
+it: any two thread counts above one give the same bits.  With one thread the forward
+projects the input with a BLAS GEMM, with several each task projects its columns with the
+packed kernel (lstm_core/_lstm.pyx, lstm_forward): the two may round differently in the last
+bits (the BLAS splits long sums into blocks, the packed kernel does not), so one thread
+against several is held to the float tolerance of the reference tests, and everything is
+checked against the float64 reference.  The shapes are checked to be really split, so a
+loop that silently stayed serial would fail here.
 """
 
 import numpy as np
@@ -41,35 +42,57 @@ def everything(p, dtype, lengths):
             "h_n_inference": hi, "c_n_inference": ci, **grads._asdict()}
 
 
-# (T, B, I, H): 3 blocks of 8 rows over 2 and 3 threads; a partial last block (B = 17); a
-# batch of exactly 2 blocks; a long input (I = 600), whose sums the BLAS splits into blocks;
-# each loop has more than the threshold of flops, checked below.
-SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (12, 16, 33, 128), (8, 16, 600, 40)]
+# (T, B, I, H): 3 blocks of 8 rows, or columns in whole panels, over 2 and 3 threads (H = 96:
+# 12 float32 panels of the gates, 3 of the hidden units); shares of unequal size (B = 17, and
+# H = 160: 5 panels of the hidden units); a hidden size that is no multiple of a panel, with
+# B = 5 rows for 3 threads by columns (H = 100); a long input (I = 600), whose sums the BLAS
+# splits into blocks.  Each loop is checked to be split below.
+SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (60, 5, 64, 100), (30, 16, 600, 96)]
+# the two ways of splitting a loop (src/lstm_core.h, Threads); by rows needs 2 blocks of 8
+CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
+         if split == "columns" or shape[1] >= 16]
+
+
+@pytest.fixture
+def split():
+    """Forces a way of splitting the loops, and restores the automatic choice."""
+    yield _threads._force_split
+    _threads._force_split(None)
+
+
+def parts_of(shape, itemsize):
+    """(parts, by_rows) of the forward and of the backward loop of this shape."""
+    T, B, I, H = shape
+    return (_threads._loop_parts(B, H, 8.0 * B * H * (H + I), T, 4.0 * H * (H + I) * itemsize),
+            _threads._loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * itemsize))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("mode, shape", CASES,
+                         ids=lambda c: c if isinstance(c, str) else "x".join(map(str, c)))
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_thread_counts_agree(threads, shape, dtype, with_lengths):
+def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
     T, B, I, H = shape
     p = Problem(T, B, I, H, seed=B * 7 + H)
     lengths = (np.arange(B) * 5) % (T + 1) if with_lengths else None
     threads(1)
     serial = everything(p, dtype, lengths)
-    split = {}
+    split(mode)
+    results = {}
     for n in (2, 3):
         threads(n)
-        assert _threads._loop_parts(B, 8.0 * T * B * H * (H + I)) == min(n, B // 8), "serial"
-        split[n] = everything(p, dtype, lengths)
+        for parts, by_rows in parts_of(shape, np.dtype(dtype).itemsize):
+            assert parts >= 2 and by_rows == (mode == "rows"), ("not split", parts, by_rows)
+        results[n] = everything(p, dtype, lengths)
     for name, value in serial.items():
         if value is None:
-            assert split[2][name] is None and split[3][name] is None, name
+            assert results[2][name] is None and results[3][name] is None, name
             continue
         # any two splits: the same bits
-        np.testing.assert_array_equal(split[3][name], split[2][name], err_msg=name)
+        np.testing.assert_array_equal(results[3][name], results[2][name], err_msg=name)
         # one thread against a split: the same values to the float tolerance
         scale = max(1.0, float(np.abs(value).max()))
-        error = float(np.abs(split[2][name].astype(np.float64) - value).max()) / scale
+        error = float(np.abs(results[2][name].astype(np.float64) - value).max()) / scale
         assert error <= TOLERANCE[np.dtype(dtype)], (name, error)
 
 
@@ -87,14 +110,22 @@ def test_split_loop_matches_the_reference(threads, dtype):
         assert_close(a, b, name)
 
 
-def test_small_loops_stay_on_the_calling_thread(threads):
+def test_loops_split_only_when_it_pays(threads):
+    # _loop_parts(B, H, flops per step, T, bytes of packed weights) -> (parts, by_rows)
+    small, large = 512e3, 8e6  # bytes of weights: below and above what a core's cache keeps
     threads(2)
-    assert _threads._loop_parts(16, 1e6) == 1  # too little work to pay for a thread
-    assert _threads._loop_parts(15, 1e9) == 1  # fewer than 2 blocks of 8 rows
-    assert _threads._loop_parts(16, 1e9) == 2
+    assert _threads._loop_parts(64, 128, 1e5, 1000, small)[0] == 1  # too little per step
+    assert _threads._loop_parts(64, 128, 1e6, 5, small)[0] == 1  # too little for a thread
+    assert _threads._loop_parts(64, 63, 1e9, 100, large) == (1, False)  # < 2 panels of units
+    assert _threads._loop_parts(15, 128, 1e9, 100, small) == (2, False)  # < 2 blocks of rows
+    assert _threads._loop_parts(16, 128, 1e9, 100, small) == (2, True)  # weights in cache
+    assert _threads._loop_parts(64, 512, 1e9, 100, large) == (2, False)  # weights streamed
     threads(64)
-    assert _threads._loop_parts(1024, 3.5e7) == 3  # 1e7 flops per thread at least
-    assert _threads._loop_parts(40, 1e12) == 5  # 8 rows per thread at least
+    assert _threads._loop_parts(4096, 4096, 1e6, 35, large)[0] == 3  # 1e7 flops per thread
+    assert _threads._loop_parts(4096, 4096, 1e6, 1000, large)[0] == 5  # 2e5 per thread, step
+    assert _threads._loop_parts(4096, 160, 1e9, 1000, large) == (5, False)  # a panel each
+    assert _threads._loop_parts(40, 4096, 1e9, 1000, small) == (64, False)  # rows too few
+    assert _threads._loop_parts(1024, 4096, 1e9, 1000, small) == (64, True)
 
 
 def test_set_num_threads_checks_its_argument(threads):
