@@ -25,8 +25,12 @@ cdef extern from "pythread.h" nogil:
     unsigned long PYTHREAD_INVALID_THREAD_ID
 
 cdef extern from "lstm_affinity.h" nogil:
+    ctypedef struct lstm_pinning:
+        pass
     int lstm_current_cpu()
     void lstm_avoid_cpu(int cpu)
+    void lstm_pin(lstm_pinning *pinning, int cpu)
+    void lstm_unpin(const lstm_pinning *pinning)
 
 cdef extern from "lstm_barrier.h" nogil:
     ctypedef struct lstm_barrier:
@@ -151,6 +155,7 @@ cdef void run_parallel(lstm_task task, void *arg, int parts) noexcept nogil:
     at once: when a thread cannot be started, the loop runs with the parts started so far."""
     cdef _crew crew
     cdef _member members[MAX_PARTS]
+    cdef lstm_pinning pinning
     cdef int p, started = 1
     parts = min(parts, <int>MAX_PARTS)
     crew.task, crew.arg, crew.caller_cpu = task, arg, lstm_current_cpu()
@@ -176,7 +181,9 @@ cdef void run_parallel(lstm_task task, void *arg, int parts) noexcept nogil:
     members[0].team.wait, members[0].team.shared = _wait, &crew
     if crew.gate != NULL:
         PyThread_release_lock(crew.gate)  # the started threads may go
+    lstm_pin(&pinning, crew.caller_cpu)  # the helpers avoid this core; stay on it
     task(arg, &members[0].team)
+    lstm_unpin(&pinning)
     for p in range(1, started):
         PyThread_acquire_lock(members[p].done, WAIT_LOCK)
         PyThread_release_lock(members[p].done)

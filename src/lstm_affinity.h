@@ -45,4 +45,45 @@ static inline void lstm_avoid_cpu(int cpu)
 #endif
 }
 
+/* The calling thread's allowed CPUs, saved while it is pinned to one (lstm_pin). */
+typedef struct {
+    int pinned;
+#if defined(__linux__) && defined(CPU_CLR)
+    cpu_set_t allowed;
+#endif
+} lstm_pinning;
+
+/* Keep the calling thread on `cpu` until lstm_unpin: a loop split by columns meets at a
+ * barrier every step, so its threads must stay on distinct cores, and the scheduler would
+ * otherwise move the caller next to its helper when other threads (the BLAS's spinning
+ * workers) keep the remaining cores busy.  Does nothing when cpu is unknown (-1). */
+static inline void lstm_pin(lstm_pinning *pinning, int cpu)
+{
+    pinning->pinned = 0;
+#if defined(__linux__) && defined(CPU_CLR)
+    cpu_set_t only;
+    if (cpu < 0 || cpu >= CPU_SETSIZE ||
+        sched_getaffinity(0, sizeof pinning->allowed, &pinning->allowed) != 0) {
+        return;
+    }
+    CPU_ZERO(&only);
+    CPU_SET(cpu, &only);
+    pinning->pinned = sched_setaffinity(0, sizeof only, &only) == 0;
+#else
+    (void)cpu;
+#endif
+}
+
+/* Give the calling thread back the CPUs it had before lstm_pin. */
+static inline void lstm_unpin(const lstm_pinning *pinning)
+{
+#if defined(__linux__) && defined(CPU_CLR)
+    if (pinning->pinned) {
+        sched_setaffinity(0, sizeof pinning->allowed, &pinning->allowed);
+    }
+#else
+    (void)pinning;
+#endif
+}
+
 #endif /* LSTM_AFFINITY_H */
