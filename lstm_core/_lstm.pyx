@@ -43,15 +43,18 @@ cdef enum:
     PANELS_MIN_ROWS = 8
 
 
+cdef Py_ssize_t _panels_size(Py_ssize_t K, Py_ssize_t N, int typenum, bint gated=False):
+    """Elements of a K x N matrix packed into panels."""
+    return (lstm_panels_size_f32(<int>K, <int>N, gated) if typenum == cnp.NPY_FLOAT
+            else lstm_panels_size_f64(<int>K, <int>N, gated))
+
+
 cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
                                 bint gated, int typenum):
     """Workspace for a weight matrix packed as K x N, or None when T * B rows are too few."""
     if T * B < PANELS_MIN_ROWS:
         return None
-    cdef Py_ssize_t size = (lstm_panels_size_f32(<int>K, <int>N, gated)
-                            if typenum == cnp.NPY_FLOAT
-                            else lstm_panels_size_f64(<int>K, <int>N, gated))
-    return empty((size,), typenum)
+    return empty((_panels_size(K, N, typenum, gated),), typenum)
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -141,12 +144,12 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
 
 
 cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *dh0,
-                        real *dc0, real *dz, real *panels, const real *dy, const real *dh_n,
-                        const real *dc_n, LSTMCache cache, int T, int B, int I, int H):
-    """The whole backward in C with the GIL released (packing w_hh first into panels, when
-    given; the time loop in loop_parts tasks)."""
-    cdef int by_rows = 0
-    cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * sizeof(real), &by_rows)
+                        real *dc0, real *dz, real *panels, real *grad_panels, const real *dy,
+                        const real *dh_n, const real *dc_n, LSTMCache cache, int T, int B,
+                        int I, int H, int parts, int by_rows):
+    """The whole backward in C with the GIL released: packing w_hh first into panels, when
+    given, then the time loop in `parts` tasks, which also share the weight products when
+    grad_panels is given."""
     cdef const real *x = <const real *>data_of(cache.x)
     cdef const real *w_ih = <const real *>data_of(cache.w_ih)
     cdef const real *w_hh = <const real *>data_of(cache.w_hh)
@@ -157,14 +160,14 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
             if panels != NULL:
                 lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c32, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f32, parts, by_rows, run_parallel)
+                              &cache.c32, x, w_ih, w_hh, panels, grad_panels, lengths, T, B,
+                              I, H, gemm_f32, parts, by_rows, run_parallel)
         else:
             if panels != NULL:
                 lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
-                              &cache.c64, x, w_ih, w_hh, panels, lengths, T, B, I, H,
-                              gemm_f64, parts, by_rows, run_parallel)
+                              &cache.c64, x, w_ih, w_hh, panels, grad_panels, lengths, T, B,
+                              I, H, gemm_f64, parts, by_rows, run_parallel)
         restore_float_env(saved_env)
 
 
@@ -295,16 +298,32 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray dc0 = empty((B, H), typenum)
     cdef cnp.ndarray dz = empty((T, B, 4 * H), typenum)
     cdef cnp.ndarray panels = _panels_buffer(T, B, 4 * H, H, False, typenum)
+    # The time loop in `parts` tasks (_threads.pyx).  A split loop's tasks also compute dx and
+    # the weight gradients with the packed kernel, from x, h and w_ih packed into grad_panels:
+    # the BLAS's GEMMs would run on its own threads, whose idle workers then spin on the cores
+    # the next call's loop needs.  As in the forward, one and several threads agree to the
+    # dtype's tolerance, any two counts above one bit for bit.
+    cdef int itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
+    cdef int by_rows = 0
+    cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * itemsize, &by_rows)
+    cdef cnp.ndarray grad_panels = None
+    if panels is not None and parts > 1:
+        grad_panels = empty((_panels_size(T * B, I, typenum) + _panels_size(T * B, H, typenum)
+                             + _panels_size(4 * H, I, typenum),), typenum)
     if typenum == cnp.NPY_FLOAT:
         _run_backward(<float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
                       <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
-                      <float *>data_of(dz), <float *>data_of(panels), <float *>data_of(a_dy), <float *>data_of(a_dh_n),
-                      <float *>data_of(a_dc_n), c, T, B, I, H)
+                      <float *>data_of(dz), <float *>data_of(panels),
+                      <float *>data_of(grad_panels), <float *>data_of(a_dy),
+                      <float *>data_of(a_dh_n), <float *>data_of(a_dc_n), c, T, B, I, H, parts,
+                      by_rows)
     else:
         _run_backward(<double *>data_of(dx), <double *>data_of(dw_ih), <double *>data_of(dw_hh),
                       <double *>data_of(dbias), <double *>data_of(dh0), <double *>data_of(dc0),
-                      <double *>data_of(dz), <double *>data_of(panels), <double *>data_of(a_dy), <double *>data_of(a_dh_n),
-                      <double *>data_of(a_dc_n), c, T, B, I, H)
+                      <double *>data_of(dz), <double *>data_of(panels),
+                      <double *>data_of(grad_panels), <double *>data_of(a_dy),
+                      <double *>data_of(a_dh_n), <double *>data_of(a_dc_n), c, T, B, I, H, parts,
+                      by_rows)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)
 
 

@@ -246,8 +246,13 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0,
- *                        gated=0): the
- *                        per-step dh products use the packed kernel; NULL: the GEMM
+ *                        gated=0): the per-step dh products use the packed kernel; NULL:
+ *                        the GEMM
+ *   grad_panels     work [lstm_panels_size(T*B, I, 0) + lstm_panels_size(T*B, H, 0) +
+ *                        lstm_panels_size(G, I, 0)]: x, h[0:T] and w_ih packed by the loop's
+ *                        tasks, which then share dx, dw_ih, dw_hh and dbias with the packed
+ *                        kernel (used only when the loop is split); NULL: the GEMMs on the
+ *                        calling thread after the loop
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
  *   parts, parallel, by_rows   as for lstm_forward: the time loop in tasks (with
  *                   w_hh_panels only)
@@ -256,13 +261,13 @@ void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, floa
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
                        const float *w_ih, const float *w_hh, const float *w_hh_panels,
-                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm,
-                       int parts, int by_rows, lstm_parallel parallel);
+                       float *grad_panels, const int *lengths, int T, int B, int In, int H,
+                       lstm_gemm_f32 gemm, int parts, int by_rows, lstm_parallel parallel);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
                        const double *w_ih, const double *w_hh, const double *w_hh_panels,
-                       const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm,
-                       int parts, int by_rows, lstm_parallel parallel);
+                       double *grad_panels, const int *lengths, int T, int B, int In, int H,
+                       lstm_gemm_f64 gemm, int parts, int by_rows, lstm_parallel parallel);
 
 #endif /* LSTM_CORE_H */
