@@ -31,9 +31,10 @@ How
     A sample is the mean of `number` back-to-back calls, with `number` chosen from the
     warm-up so a sample lasts >= 20 ms (1 for anything slower); the reported figure is the
     median of the samples (default 7, `--repeats`).  With more than one thread, each sample
-    starts after a 0.3 s pause (plus one untimed call when calls are short): idle OpenBLAS
-    workers spin for ~0.1 s after a call and would otherwise steal a core from whichever
-    library runs next, so each sample measures one library in its steady state.  An
+    starts after a 0.3 s pause and one untimed call: idle OpenBLAS workers spin for ~0.1 s
+    after a call and would otherwise steal a core from whichever library runs next, while
+    the untimed call puts the library's own threads in the state of a loop of calls (a
+    training loop), so each sample measures one library in its steady state.  An
     implementation slower than 2 s a call gets min(repeats, 5) samples.  Garbage
     collection is off while sampling.  Before timing a case, lstm_core's results are
     checked against torch (or, without torch, the reference): y within 1e-3 max abs error in
@@ -421,11 +422,10 @@ def _warm_up(fn):
 
 
 def _sample(fn, number, settle_s):
-    """One sample: seconds per call, after the settle pause (and re-warming short calls)."""
+    """One sample: seconds per call, after the settle pause and an untimed call."""
     if settle_s > 0:
         time.sleep(settle_s)
-        if number > 1:
-            fn()
+        fn()
     return _time_calls(fn, number)
 
 
@@ -434,8 +434,8 @@ def time_interleaved(calls, repeats, quick, settle_s=0.0):
 
     Every callable is warmed up, then sampled round-robin with the order rotated each round.
     With settle_s > 0 (multi-threaded runs), each sample starts after a pause of settle_s,
-    so the worker threads of the previous library have stopped spinning, and, for calls
-    shorter than MIN_SAMPLE_S, one untimed call: a sample is the steady state of one library.
+    so the worker threads of the previous library have stopped spinning, and one untimed
+    call: a sample is the steady state of one library.
     """
     plan = {}
     for name, fn in calls.items():
