@@ -27,6 +27,7 @@ cdef extern from "pythread.h" nogil:
 cdef extern from "lstm_affinity.h" nogil:
     ctypedef struct lstm_pinning:
         pass
+    int lstm_usable_cpus()
     int lstm_current_cpu()
     void lstm_avoid_cpu(int cpu)
     void lstm_pin(lstm_pinning *pinning, int cpu)
@@ -62,8 +63,9 @@ def _usable_cpus():
 
 def set_num_threads(n):
     """Use at most n threads (>= 1) in each call's time loop; the default is the number of
-    CPUs this process may run on.  Results are the same bits for any n > 1, and agree with
-    n = 1 to the last bits (README, Threads).  The BLAS's own threads (the GEMMs around the
+    CPUs this process may run on, and a loop never uses more threads than that (its threads
+    meet at spinning barriers: more threads than CPUs would wait for each other).  Results
+    are the same bits for any n > 1, and agree with n = 1 to the last bits (README, Threads).  The BLAS's own threads (the GEMMs around the
     loop) are set separately, e.g. with threadpoolctl.threadpool_limits(n)."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int):
@@ -90,6 +92,11 @@ cdef int loop_parts(Py_ssize_t B, Py_ssize_t H, double step_flops, Py_ssize_t T,
     least one float32 panel of hidden units."""
     cdef double by_work = min(step_flops * T / MIN_PART_FLOPS, step_flops / MIN_PART_STEP_FLOPS)
     cdef int wanted = <int>max(1, min(_num_threads, by_work))
+    cdef int cpus
+    if wanted > 1 and not _oversubscribe:
+        cpus = lstm_usable_cpus()  # now: the affinity may have changed since import
+        if cpus >= 1:
+            wanted = min(wanted, cpus)
     if _split == 1 or (_split == 0 and weight_bytes <= ROWS_SPLIT_MAX_BYTES):
         if B // MIN_PART_ROWS >= wanted or _split == 1:
             by_rows[0] = 1
@@ -99,6 +106,7 @@ cdef int loop_parts(Py_ssize_t B, Py_ssize_t H, double step_flops, Py_ssize_t T,
 
 
 cdef int _split = 0  # 0: loop_parts chooses; 1: rows, 2: columns (the tests)
+cdef bint _oversubscribe = False  # more parts than CPUs (the tests of 3 parts on 2 CPUs)
 
 
 def _loop_parts(B, H, step_flops, T, weight_bytes):
@@ -107,6 +115,12 @@ def _loop_parts(B, H, step_flops, T, weight_bytes):
     cdef int by_rows = 0
     parts = loop_parts(B, H, step_flops, T, weight_bytes, &by_rows)
     return parts, bool(by_rows)
+
+
+def _allow_more_threads_than_cpus(allow):
+    """Let loops use more threads than CPUs (the tests, which split into 3 parts anywhere)."""
+    global _oversubscribe
+    _oversubscribe = bool(allow)
 
 
 def _force_split(mode):

@@ -10,12 +10,23 @@
  * instead of 29-31 ms without the split, and 34-40 ms with it but without this.
  *
  * Linux only (sched_getcpu, sched_setaffinity; _GNU_SOURCE comes with Python.h); elsewhere
- * both functions do nothing.
+ * the functions do nothing or report "unknown".
  */
 #ifndef LSTM_AFFINITY_H
 #define LSTM_AFFINITY_H
 
 #include <sched.h>
+
+/* The number of CPUs the calling thread may run on, or -1 when unknown. */
+static inline int lstm_usable_cpus(void)
+{
+#if defined(__linux__) && defined(CPU_CLR)
+    cpu_set_t allowed;
+    return sched_getaffinity(0, sizeof allowed, &allowed) == 0 ? CPU_COUNT(&allowed) : -1;
+#else
+    return -1;
+#endif
+}
 
 /* The CPU the calling thread runs on, or -1 when unknown. */
 static inline int lstm_current_cpu(void)

@@ -25,9 +25,12 @@ DTYPES = [np.float32, np.float64]
 
 @pytest.fixture
 def threads():
-    """Restores the thread count a test changes."""
+    """Restores the thread count a test changes; lets loops use more threads than this
+    machine's CPUs (3 parts on 2 CPUs), which they otherwise never do."""
     saved = lc.get_num_threads()
+    _threads._allow_more_threads_than_cpus(True)
     yield lc.set_num_threads
+    _threads._allow_more_threads_than_cpus(False)
     lc.set_num_threads(saved)
 
 
@@ -126,6 +129,16 @@ def test_loops_split_only_when_it_pays(threads):
     assert _threads._loop_parts(4096, 160, 1e9, 1000, large) == (5, False)  # a panel each
     assert _threads._loop_parts(40, 4096, 1e9, 1000, small) == (64, False)  # rows too few
     assert _threads._loop_parts(1024, 4096, 1e9, 1000, small) == (64, True)
+
+
+def test_loops_use_no_more_threads_than_cpus(threads):
+    import os
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("the cap reads the CPU affinity, which only Linux reports")
+    cpus = len(os.sched_getaffinity(0))
+    _threads._allow_more_threads_than_cpus(False)
+    threads(cpus + 3)
+    assert _threads._loop_parts(4096, 4096, 1e9, 1000, 8e6)[0] == min(cpus, 64)
 
 
 def test_set_num_threads_checks_its_argument(threads):
