@@ -1,13 +1,13 @@
 # How many threads the kernels' time loops use, and the runner that gives them threads.
 #
-# The C drivers split a time loop into tasks that meet at a barrier twice per step (src/
-# lstm_core.h, Threads) and run them through run_parallel: parts - 1 new threads plus the
-# calling one, joined before it returns.  Nothing is pooled, so nothing spins between calls
-# and nothing survives a fork(); a thread costs ~50 us to start and a barrier ~0.1-0.3 us,
-# so a loop is split only when each part gets at least MIN_PART_FLOPS in all and
-# MIN_PART_STEP_FLOPS per step.  The tasks share the rows or the columns (loop_parts).  A new thread keeps off its caller's core
-# (src/lstm_affinity.h).  The BLAS keeps its own threads for the GEMMs outside the loops
-# (threadpoolctl limits those).
+# The C drivers split a time loop into tasks that share its rows or its columns (src/
+# lstm_core.h, Threads; loop_parts chooses) and run them through run_parallel: parts - 1 new
+# threads plus the calling one, joined before it returns.  Nothing is pooled, so nothing
+# spins between calls and nothing survives a fork(); a thread costs ~50 us to start and a
+# barrier ~0.1-0.3 us, so a loop is split only when each part gets at least MIN_PART_FLOPS
+# in all and MIN_PART_STEP_FLOPS per step.  A new thread keeps off its caller's core, and
+# the caller stays on it (src/lstm_affinity.h).  Calls on one thread use BLAS GEMMs, on the
+# BLAS's own threads (threadpoolctl limits those).
 
 import os
 
@@ -65,8 +65,9 @@ def set_num_threads(n):
     """Use at most n threads (>= 1) in each call's time loop; the default is the number of
     CPUs this process may run on, and a loop never uses more threads than that (its threads
     meet at spinning barriers: more threads than CPUs would wait for each other).  Results
-    are the same bits for any n > 1, and agree with n = 1 to the last bits (README, Threads).  The BLAS's own threads (the GEMMs around the
-    loop) are set separately, e.g. with threadpoolctl.threadpool_limits(n)."""
+    are the same bits for any n > 1, and agree with n = 1 to the last bits (README, Threads).
+    The BLAS's own threads (the GEMMs of one-thread calls) are set separately, e.g. with
+    threadpoolctl.threadpool_limits(n)."""
     global _num_threads
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")

@@ -61,9 +61,8 @@
  *   Every output is computed by the same arithmetic whatever task computes it: results are
  *   the same bits for any `parts` above one.  The loop is split only when its products use
  *   the packed kernel: in the forward that includes the input projection (w_ih_panels),
- *   which with one task is a BLAS GEMM, whose blocking of long sums may round differently.
- *   The backward's weight GEMMs after the loop stay on the calling thread (the BLAS has its
- *   own threads).
+ *   and in the backward dx and the weight gradients (grad_panels), which with one task are
+ *   BLAS GEMMs, whose blocking of long sums may round differently.
  */
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
