@@ -176,15 +176,37 @@ cdef require_fit(tuple inputs, object elements, cnp.ndarray x, str what):
     require_memory(elements * cnp.PyArray_ITEMSIZE(x), "x", shape_of(x), what)
 
 
+cdef enum:
+    # Arrays of at least ALIGN_FROM bytes start on a 64-byte boundary (numpy's own is 16):
+    # a vector load of the packed kernel's panels then never straddles two cache lines, and
+    # the threads of a split loop, which own whole 64-byte runs of every row, share no line.
+    # Smaller arrays keep numpy's alignment: one array object each, which the cell feels.
+    ALIGN_BYTES = 64
+    ALIGN_FROM = 4096
+
+
 cdef cnp.ndarray _new_array(tuple shape, int typenum, bint zeroed):
     # Through the C API rather than np.empty: no Python call, which the streaming cell feels.
     cdef cnp.npy_intp dims[3]
     cdef int ndim = len(shape)
+    cdef cnp.npy_intp count = 1
     for axis in range(ndim):
         dims[axis] = shape[axis]
-    if zeroed:
-        return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
-    return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
+        count *= dims[axis]
+    cdef int itemsize = cnp.PyArray_DescrFromType(typenum).itemsize
+    if count * itemsize < ALIGN_FROM:
+        if zeroed:
+            return cnp.PyArray_ZEROS(ndim, dims, typenum, 0)
+        return cnp.PyArray_EMPTY(ndim, dims, typenum, 0)
+    # a flat buffer one line longer, and the aligned view of it (which keeps it alive)
+    cdef cnp.npy_intp padded = count + ALIGN_BYTES // itemsize
+    cdef cnp.ndarray buffer = (cnp.PyArray_ZEROS(1, &padded, typenum, 0) if zeroed
+                               else cnp.PyArray_EMPTY(1, &padded, typenum, 0))
+    cdef char *data = <char *>cnp.PyArray_DATA(buffer)
+    data += (ALIGN_BYTES - <size_t>data % ALIGN_BYTES) % ALIGN_BYTES
+    cdef cnp.ndarray arr = cnp.PyArray_SimpleNewFromData(ndim, dims, typenum, data)
+    cnp.set_array_base(arr, buffer)
+    return arr
 
 
 cdef cnp.ndarray empty(tuple shape, int typenum):
