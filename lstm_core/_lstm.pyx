@@ -259,8 +259,7 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
         chunk = 1 if ih_panels is not None else inference_chunk(T, B)
         work = empty((chunk * B * 4 * H + 2 * B * H,), typenum)
     _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
-                    a_bias, a_lengths, T, B, I, H, chunk, parts,
-                     by_rows)
+                    a_bias, a_lengths, T, B, I, H, chunk, parts, by_rows)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -303,9 +302,9 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     # the BLAS's GEMMs would run on its own threads, whose idle workers then spin on the cores
     # the next call's loop needs.  As in the forward, one and several threads agree to the
     # dtype's tolerance, any two counts above one bit for bit.
-    cdef int itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
     cdef int by_rows = 0
-    cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * itemsize, &by_rows)
+    cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T,
+                                4.0 * H * H * cnp.PyArray_ITEMSIZE(c.x), &by_rows)
     cdef cnp.ndarray grad_panels = None
     if panels is not None and parts > 1:
         grad_panels = empty((_panels_size(T * B, I, typenum) + _panels_size(T * B, H, typenum)

@@ -49,16 +49,9 @@ cdef enum:
 # S5 (32 MB) 59 ms vs 76 by rows; S4 (8 MB) 81 vs 87.
 cdef double ROWS_SPLIT_MAX_BYTES = 1 << 20
 cdef double MIN_PART_FLOPS = 1e7       # ~0.1 ms of work: twice a thread's start
-cdef double MIN_PART_STEP_FLOPS = 2e5  # ~2 us per step: ten times the step's two barriers
+cdef double MIN_PART_STEP_FLOPS = 2e5  # ~2 us per step: ten times a step's barrier
 
 cdef int _num_threads = 1
-
-
-def _usable_cpus():
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def set_num_threads(n):
@@ -79,6 +72,11 @@ def set_num_threads(n):
 def get_num_threads():
     """The most threads a call's time loop may use (set_num_threads)."""
     return _num_threads
+
+
+def _usable_cpus():
+    cpus = lstm_usable_cpus()  # -1 where the system does not report its affinity
+    return cpus if cpus >= 1 else os.cpu_count() or 1
 
 
 set_num_threads(_usable_cpus())

@@ -145,8 +145,8 @@ def test_cache_arrays_are_read_only():
 
 # The packed recurrent kernel serves every call with T * B >= 8 (here T = 9: all of them).
 # Its blocks: one or two rows over up to 4 panels at once (B = 1, 2), else blocks of 8 rows
-# with partial blocks (3, 7, 13, 17, 33, 65 rows) and whole ones (8, 16, 32); H gives 1 to 5 panels of 32 (float32) or 16
-# (float64) columns, partial ones included, in the forward (N = 4H) and the backward (N = H).
+# with partial blocks (3, 7, 13, 17, 33, 65 rows) and whole ones (8, 16, 32); H gives whole
+# and partial panels in the forward (gate panels, N = 4H) and the backward (plain, N = H).
 # The one-step cell checks below stay on the BLAS for B < 8, and pack for B >= 8.
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("B", [1, 2, 3, 7, 8, 13, 16, 17, 32, 33, 65])

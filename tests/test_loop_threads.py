@@ -1,8 +1,8 @@
 """The time loop shared between threads (lc.set_num_threads).
 
-A call may run its time loop as several tasks that meet at a barrier twice per step, each
-computing its share of the columns of the products and of the rows of the pointwise pass
-(src/lstm_core.h, Threads).  An output's arithmetic must not depend on which task computes
+A call may run its time loop as several tasks, which share either its batch rows or its
+columns (hidden units; the tasks then meet at a barrier every step) (src/lstm_core.h,
+Threads).  An output's arithmetic must not depend on which task computes
 it: any two thread counts above one give the same bits.  With one thread the forward
 projects the input with a BLAS GEMM, with several each task projects its columns with the
 packed kernel (lstm_core/_lstm.pyx, lstm_forward): the two may round differently in the last
