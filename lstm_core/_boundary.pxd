@@ -18,7 +18,7 @@ cdef cnp.ndarray checked(object value, str name, int ndim, str layout, int typen
 cdef cnp.ndarray sequence(object x)
 cdef int inference_chunk(Py_ssize_t T, Py_ssize_t B)
 cdef tuple shape_of(cnp.ndarray arr)
-cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning)
+cdef int expect_shape(cnp.ndarray arr, str name, str meaning, Py_ssize_t d0, Py_ssize_t d1=*, Py_ssize_t d2=*) except -1
 cdef cnp.ndarray contiguous(cnp.ndarray arr)
 cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size, str dtype_owner, int gates, str gate_names)
 cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch, Py_ssize_t hidden, str dtype_owner, bint optional)

@@ -77,9 +77,18 @@ cdef tuple shape_of(cnp.ndarray arr):
     return (<object>arr).shape
 
 
-cdef expect_shape(cnp.ndarray arr, str name, tuple expected, str meaning):
-    if shape_of(arr) != expected:
-        raise ValueError(f"{name} must have shape {meaning} = {expected}, got {shape_of(arr)}")
+cdef int expect_shape(cnp.ndarray arr, str name, str meaning, Py_ssize_t d0, Py_ssize_t d1=-1,
+                      Py_ssize_t d2=-1) except -1:
+    """ValueError unless arr's shape is (d0,), (d0, d1) or (d0, d1, d2) (-1: no such axis).
+    Compared in C, the expected tuple built only for the message: the streaming cell checks
+    five shapes per call."""
+    cdef int ndim = 1 + (d1 >= 0) + (d2 >= 0)
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
+    if (cnp.PyArray_NDIM(arr) == ndim and dims[0] == d0 and (ndim < 2 or dims[1] == d1)
+            and (ndim < 3 or dims[2] == d2)):
+        return 0
+    expected = (d0, d1, d2)[:ndim]
+    raise ValueError(f"{name} must have shape {meaning} = {expected}, got {shape_of(arr)}")
 
 
 cdef cnp.ndarray contiguous(cnp.ndarray arr):
@@ -90,13 +99,28 @@ cdef cnp.ndarray contiguous(cnp.ndarray arr):
     return cnp.PyArray_FROM_OTF(arr, cnp.PyArray_TYPE(arr), cnp.NPY_ARRAY_IN_ARRAY)
 
 
+# The layouts named in the weights' error messages, per number of stacked gates: built once,
+# not on every call.
+cdef dict _LAYOUTS = {}
+
+
+cdef tuple _weight_layouts(int gates):
+    """("(4H, I)", "(4H, H)", "(4H,)") for 4 gates; "H" alone for one."""
+    cdef tuple layouts = _LAYOUTS.get(gates)
+    if layouts is None:
+        rows = f"{gates}H" if gates > 1 else "H"
+        layouts = _LAYOUTS[gates] = (f"({rows}, I)", f"({rows}, H)", f"({rows},)")
+    return layouts
+
+
 cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size,
                    str dtype_owner, int gates, str gate_names):
     """Checked (w_ih, w_hh, bias or None, H) of a cell with `gates` stacked gates of H rows
     each (4 for the LSTM's i, f, g, o); the shapes must agree with input_size."""
-    cdef str rows = f"{gates}H" if gates > 1 else "H"
-    cdef cnp.ndarray a_ih = checked(w_ih, "w_ih", 2, f"({rows}, I)", typenum, dtype_owner)
-    cdef cnp.ndarray a_hh = checked(w_hh, "w_hh", 2, f"({rows}, H)", typenum, dtype_owner)
+    cdef tuple layouts = _weight_layouts(gates)
+    cdef str ih_layout = layouts[0], hh_layout = layouts[1], bias_layout = layouts[2]
+    cdef cnp.ndarray a_ih = checked(w_ih, "w_ih", 2, ih_layout, typenum, dtype_owner)
+    cdef cnp.ndarray a_hh = checked(w_hh, "w_hh", 2, hh_layout, typenum, dtype_owner)
     cdef cnp.ndarray a_bias = None
     cdef Py_ssize_t gate_rows = a_ih.shape[0]
     if gate_rows % gates != 0:
@@ -105,11 +129,11 @@ cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_
             f"got shape {shape_of(a_ih)}"
         )
     cdef Py_ssize_t hidden = gate_rows // gates
-    expect_shape(a_ih, "w_ih", (gate_rows, input_size), f"({rows}, I)")
-    expect_shape(a_hh, "w_hh", (gate_rows, hidden), f"({rows}, H)")
+    expect_shape(a_ih, "w_ih", ih_layout, gate_rows, input_size)
+    expect_shape(a_hh, "w_hh", hh_layout, gate_rows, hidden)
     if bias is not None:
-        a_bias = checked(bias, "bias", 1, f"({rows},)", typenum, dtype_owner)
-        expect_shape(a_bias, "bias", (gate_rows,), f"({rows},)")
+        a_bias = checked(bias, "bias", 1, bias_layout, typenum, dtype_owner)
+        expect_shape(a_bias, "bias", bias_layout, gate_rows)
     if gate_rows > INT_MAX or input_size > INT_MAX:
         raise ValueError(
             f"w_ih of shape {shape_of(a_ih)} is too large: every dimension must be at most "
@@ -124,7 +148,7 @@ cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch,
     if value is None and optional:
         return None
     cdef cnp.ndarray arr = checked(value, name, 2, "(B, H)", typenum, dtype_owner)
-    expect_shape(arr, name, (batch, hidden), "(B, H)")
+    expect_shape(arr, name, "(B, H)", batch, hidden)
     return arr
 
 

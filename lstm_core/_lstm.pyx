@@ -285,7 +285,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray a_dy = None
     if dy is not None:
         a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
-        expect_shape(a_dy, "dy", (T, B, H), "(T, B, H) of the forward call")
+        expect_shape(a_dy, "dy", "(T, B, H) of the forward call", T, B, H)
     cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
     cdef cnp.ndarray a_dc_n = state(dc_n, "dc_n", typenum, B, H, "cache", True)
     a_dy, a_dh_n, a_dc_n = contiguous(a_dy), contiguous(a_dh_n), contiguous(a_dc_n)

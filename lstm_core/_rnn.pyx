@@ -36,7 +36,7 @@ cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, s
     if value is None:
         return None
     cdef cnp.ndarray arr = checked(value, name, 1, f"({meaning},)", typenum, "x")
-    expect_shape(arr, name, (size,), f"({meaning},)")
+    expect_shape(arr, name, f"({meaning},)", size)
     return arr
 
 
@@ -46,7 +46,7 @@ cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_s
     cdef cnp.ndarray a_dy = None
     if dy is not None:
         a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
-        expect_shape(a_dy, "dy", (T, B, H), "(T, B, H) of the forward call")
+        expect_shape(a_dy, "dy", "(T, B, H) of the forward call", T, B, H)
     cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
     return contiguous(a_dy), contiguous(a_dh_n)
 
