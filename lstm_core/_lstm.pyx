@@ -19,8 +19,7 @@ from lstm_core._boundary cimport (
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
-    lstm_forward_f32, lstm_forward_f64, lstm_pack_panels_f32, lstm_pack_panels_f64,
-    lstm_panels_size_f32, lstm_panels_size_f64,
+    lstm_forward_f32, lstm_forward_f64, lstm_panels_size_f32, lstm_panels_size_f64,
 )
 
 
@@ -116,8 +115,8 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
                        const real *c0, const real *w_ih, const real *w_hh, const real *bias,
                        const int *lengths, int T, int B, int I, int H, int chunk, int parts,
                        int by_rows):
-    """The whole forward in C with the GIL released: packing w_hh.T into hh_panels and w_ih.T
-    into ih_panels first, when given, then the time loop in `parts` tasks."""
+    """The whole forward in C with the GIL released: the time loop in `parts` tasks, which
+    first pack w_hh.T into hh_panels and w_ih.T into ih_panels, when given."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -125,18 +124,10 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
     with nogil:
         saved_env = flush_subnormals()
         if real is float:
-            if hh_panels != NULL:
-                lstm_pack_panels_f32(hh_panels, w_hh, H, 4 * H, 1, 1)
-            if ih_panels != NULL:
-                lstm_pack_panels_f32(ih_panels, w_ih, I, 4 * H, 1, 1)
             lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels,
                              hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f32, parts,
                              by_rows, run_parallel)
         else:
-            if hh_panels != NULL:
-                lstm_pack_panels_f64(hh_panels, w_hh, H, 4 * H, 1, 1)
-            if ih_panels != NULL:
-                lstm_pack_panels_f64(ih_panels, w_ih, I, 4 * H, 1, 1)
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels,
                              hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f64, parts,
                              by_rows, run_parallel)
@@ -147,8 +138,8 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
                         real *dc0, real *dz, real *panels, real *grad_panels, const real *dy,
                         const real *dh_n, const real *dc_n, LSTMCache cache, int T, int B,
                         int I, int H, int parts, int by_rows):
-    """The whole backward in C with the GIL released: packing w_hh first into panels, when
-    given, then the time loop in `parts` tasks, which also share the weight products when
+    """The whole backward in C with the GIL released: the time loop in `parts` tasks, which
+    first pack w_hh into panels, when given, and also share the weight products when
     grad_panels is given."""
     cdef const real *x = <const real *>data_of(cache.x)
     cdef const real *w_ih = <const real *>data_of(cache.w_ih)
@@ -157,14 +148,10 @@ cdef void _run_backward(real *dx, real *dw_ih, real *dw_hh, real *dbias, real *d
     with nogil:
         saved_env = flush_subnormals()
         if real is float:
-            if panels != NULL:
-                lstm_pack_panels_f32(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f32(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c32, x, w_ih, w_hh, panels, grad_panels, lengths, T, B,
                               I, H, gemm_f32, parts, by_rows, run_parallel)
         else:
-            if panels != NULL:
-                lstm_pack_panels_f64(panels, w_hh, 4 * H, H, 0, 0)
             lstm_backward_f64(dx, dw_ih, dw_hh, dbias, dh0, dc0, dz, dy, dh_n, dc_n,
                               &cache.c64, x, w_ih, w_hh, panels, grad_panels, lengths, T, B,
                               I, H, gemm_f64, parts, by_rows, run_parallel)

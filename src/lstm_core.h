@@ -159,29 +159,23 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
 
 /*
  * Packed recurrent products.  The BLAS repacks w_hh on every step's small product (B rows);
- * the drivers can instead use a built-in kernel that reads a copy of the weights packed once
- * per call into panels of PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each
+ * the drivers can instead use a built-in kernel that reads a copy of the weights they pack
+ * once per call (each task of a split loop the panels it computes with) into panels of PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each
  * K rows deep:
  *     packed[p][k][j] = W[k][column(p, j)], zero past the end.
  * Plain panels (gated = 0) take the columns in order: column(p, j) = p*PANEL + j.  Gate panels
  * (gated = 1, for the forward's products into z, N = G) take PANEL/4 hidden units of each
  * gate: column(p, j) = (j / U) * H + p*U + j % U with U = PANEL/4, so a panel computes every
  * gate of whole units (lstm_panels.inc, Layout).
- * The Cython boundary packs when a call runs at least 8 rows of products (T * B >= 8).
- * It fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
+ * The Cython boundary asks for it (gives the panels' workspace) when a call runs at least 8
+ * rows of products (T * B >= 8).  The kernel fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
  * set, as the BLAS's do; they do not depend on B or on the blocking).
  *
- *   lstm_panels_size: elements of the packed copy of a K x N matrix W
- *   lstm_pack_panels:
- *     packed [lstm_panels_size(K, N, gated)]  out
- *     w      [K,N], or [N,K] when transposed (W = w.T)   in
- *     gated  gate panels (N a multiple of 4) or plain ones
+ *   lstm_panels_size: elements of the packed copy of a K x N matrix W, in gate panels
+ *                     (gated, N a multiple of 4) or plain ones
  */
 ptrdiff_t lstm_panels_size_f32(int K, int N, int gated);
 ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
-void lstm_pack_panels_f32(float *packed, const float *w, int K, int N, int transposed, int gated);
-void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int transposed,
-                          int gated);
 
 /*
  * lstm_forward: a whole sequence.  Training mode when cache != NULL, inference otherwise.
@@ -198,13 +192,13 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  *   h0, c0 [B,H]    in   initial state
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
- *   w_ih_panels     in   w_ih.T packed by lstm_pack_panels(K=I, N=G, transposed=1,
- *                        gated=1): the
- *                        input projection uses the packed kernel, each task its columns
- *                        (used only with w_hh_panels); NULL: the GEMM, and one task
- *   w_hh_panels     in   w_hh.T packed by lstm_pack_panels(K=H, N=G, transposed=1,
- *                        gated=1): the
- *                        recurrent products use the packed kernel; NULL: the GEMM
+ *   w_ih_panels     work [lstm_panels_size(I, G, 1)]: w_ih.T in gate panels, packed by
+ *                        the tasks: the input projection uses the packed kernel, each task
+ *                        its columns (used only with w_hh_panels); NULL: the GEMM, and one
+ *                        task
+ *   w_hh_panels     work [lstm_panels_size(H, G, 1)]: w_hh.T in gate panels, packed by
+ *                        the tasks: the recurrent products use the packed kernel; NULL: the
+ *                        GEMM
  *   bias   [G]      in   NULL: no bias
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
@@ -216,14 +210,14 @@ void lstm_pack_panels_f64(double *packed, const double *w, int K, int N, int tra
  */
 void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *cache,
                       float *work, const float *x, const float *h0, const float *c0,
-                      const float *w_ih, const float *w_hh, const float *w_ih_panels,
-                      const float *w_hh_panels, const float *bias, const int *lengths, int T,
+                      const float *w_ih, const float *w_hh, float *w_ih_panels,
+                      float *w_hh_panels, const float *bias, const int *lengths, int T,
                       int B, int In, int H, int chunk, lstm_gemm_f32 gemm, int parts,
                       int by_rows, lstm_parallel parallel);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
-                      const double *w_ih, const double *w_hh, const double *w_ih_panels,
-                      const double *w_hh_panels, const double *bias, const int *lengths, int T,
+                      const double *w_ih, const double *w_hh, double *w_ih_panels,
+                      double *w_hh_panels, const double *bias, const int *lengths, int T,
                       int B, int In, int H, int chunk, lstm_gemm_f64 gemm, int parts,
                       int by_rows, lstm_parallel parallel);
 
@@ -244,9 +238,9 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   x      [T,B,I]  in
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
- *   w_hh_panels     in   w_hh packed by lstm_pack_panels(K=G, N=H, transposed=0,
- *                        gated=0): the per-step dh products use the packed kernel; NULL:
- *                        the GEMM
+ *   w_hh_panels     work [lstm_panels_size(G, H, 0)]: w_hh in plain panels, packed by the
+ *                        tasks: the per-step dh products use the packed kernel; NULL: the
+ *                        GEMM
  *   grad_panels     work [lstm_panels_size(T*B, I, 0) + lstm_panels_size(T*B, H, 0) +
  *                        lstm_panels_size(G, I, 0)]: x, h[0:T] and w_ih packed by the loop's
  *                        tasks, which then share dx, dw_ih, dw_hh and dbias with the packed
@@ -259,13 +253,13 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
 void lstm_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
                        float *dc0, float *dz, const float *dy, const float *dh_n,
                        const float *dc_n, const lstm_cache_f32 *cache, const float *x,
-                       const float *w_ih, const float *w_hh, const float *w_hh_panels,
+                       const float *w_ih, const float *w_hh, float *w_hh_panels,
                        float *grad_panels, const int *lengths, int T, int B, int In, int H,
                        lstm_gemm_f32 gemm, int parts, int by_rows, lstm_parallel parallel);
 void lstm_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
                        double *dc0, double *dz, const double *dy, const double *dh_n,
                        const double *dc_n, const lstm_cache_f64 *cache, const double *x,
-                       const double *w_ih, const double *w_hh, const double *w_hh_panels,
+                       const double *w_ih, const double *w_hh, double *w_hh_panels,
                        double *grad_panels, const int *lengths, int T, int B, int In, int H,
                        lstm_gemm_f64 gemm, int parts, int by_rows, lstm_parallel parallel);
 
