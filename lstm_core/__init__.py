@@ -19,6 +19,7 @@ On top of them (each module imports only the ones below it):
 
 from lstm_core import reference
 from lstm_core._lstm import LSTMCache, lstm_backward, lstm_cell, lstm_forward
+from lstm_core._boundary import free_workspace
 from lstm_core._threads import get_num_threads, set_num_threads
 from lstm_core.gates import gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
@@ -45,6 +46,7 @@ __all__ = [
     "cross_entropy_loss",
     "evaluate",
     "fit",
+    "free_workspace",
     "from_keras_weights",
     "gate_trace",
     "get_num_threads",

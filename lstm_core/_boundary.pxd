@@ -28,6 +28,8 @@ cdef require_copy_memory(cnp.ndarray arr, str name)
 cdef require_fit(tuple inputs, object elements, cnp.ndarray x, str what)
 cdef cnp.ndarray empty(tuple shape, int typenum)
 cdef cnp.ndarray zeros(tuple shape, int typenum)
+cdef cnp.ndarray take_workspace(Py_ssize_t count, int typenum)
+cdef give_workspace(cnp.ndarray arr)
 
 
 cdef inline void *data_of(cnp.ndarray arr):

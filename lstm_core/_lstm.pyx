@@ -14,8 +14,8 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    inference_chunk, lengths_of, require_fit, restore_float_env, sequence, shape_of, state,
-    weights, zeros,
+    give_workspace, inference_chunk, lengths_of, require_fit, restore_float_env, sequence,
+    shape_of, state, take_workspace, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -50,10 +50,11 @@ cdef Py_ssize_t _panels_size(Py_ssize_t K, Py_ssize_t N, int typenum, bint gated
 
 cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssize_t N,
                                 bint gated, int typenum):
-    """Workspace for a weight matrix packed as K x N, or None when T * B rows are too few."""
+    """Workspace for a weight matrix packed as K x N (give it back with give_workspace), or
+    None when T * B rows are too few."""
     if T * B < PANELS_MIN_ROWS:
         return None
-    return empty((_panels_size(K, N, typenum, gated),), typenum)
+    return take_workspace(_panels_size(K, N, typenum, gated), typenum)
 
 
 # ----------------------------------------------------------------------------- the cache
@@ -244,9 +245,11 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     else:
         # projected step by step in a split loop: one step's workspace is enough
         chunk = 1 if ih_panels is not None else inference_chunk(T, B)
-        work = empty((chunk * B * 4 * H + 2 * B * H,), typenum)
+        work = take_workspace(chunk * B * 4 * H + 2 * B * H, typenum)
     _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
                     a_bias, a_lengths, T, B, I, H, chunk, parts, by_rows)
+    for scratch in (work, hh_panels, ih_panels):
+        give_workspace(scratch)
     if cache is not None:
         _freeze(cache)
     return y, h_n, c_n, cache
@@ -282,7 +285,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef cnp.ndarray dbias = zeros((4 * H,), typenum) if c.has_bias else None
     cdef cnp.ndarray dh0 = empty((B, H), typenum)
     cdef cnp.ndarray dc0 = empty((B, H), typenum)
-    cdef cnp.ndarray dz = empty((T, B, 4 * H), typenum)
+    cdef cnp.ndarray dz = take_workspace(T * B * 4 * H, typenum)  # [T,B,4H]
     cdef cnp.ndarray panels = _panels_buffer(T, B, 4 * H, H, False, typenum)
     # The time loop in `parts` tasks (_threads.pyx).  A split loop's tasks also compute dx and
     # the weight gradients with the packed kernel, from x, h and w_ih packed into grad_panels:
@@ -294,8 +297,9 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
                                 4.0 * H * H * cnp.PyArray_ITEMSIZE(c.x), &by_rows)
     cdef cnp.ndarray grad_panels = None
     if panels is not None and parts > 1:
-        grad_panels = empty((_panels_size(T * B, I, typenum) + _panels_size(T * B, H, typenum)
-                             + _panels_size(4 * H, I, typenum),), typenum)
+        grad_panels = take_workspace(_panels_size(T * B, I, typenum)
+                                     + _panels_size(T * B, H, typenum)
+                                     + _panels_size(4 * H, I, typenum), typenum)
     if typenum == cnp.NPY_FLOAT:
         _run_backward(<float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
                       <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
@@ -310,6 +314,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
                       <double *>data_of(grad_panels), <double *>data_of(a_dy),
                       <double *>data_of(a_dh_n), <double *>data_of(a_dc_n), c, T, B, I, H, parts,
                       by_rows)
+    for scratch in (dz, panels, grad_panels):
+        give_workspace(scratch)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)
 
 
@@ -335,6 +341,8 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # One inference step of the sequence driver, whose running state ends as h1, c1.
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
-    _forward_arrays(None, h1, c1, None, work, _panels_buffer(1, B, H, 4 * H, True, typenum),
-                    None, ax, a_h, a_c, a_ih, a_hh, a_bias, None, 1, B, I, H, 1, 1, 0)
+    cdef cnp.ndarray panels = _panels_buffer(1, B, H, 4 * H, True, typenum)
+    _forward_arrays(None, h1, c1, None, work, panels, None, ax, a_h, a_c, a_ih, a_hh, a_bias,
+                    None, 1, B, I, H, 1, 1, 0)
+    give_workspace(panels)
     return h1, c1

@@ -12,8 +12,8 @@ cimport numpy as cnp
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    inference_chunk, lengths_of, require_fit, restore_float_env, sequence, shape_of, state,
-    weights, zeros,
+    give_workspace, inference_chunk, lengths_of, require_fit, restore_float_env, sequence,
+    shape_of, state, take_workspace, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -166,13 +166,14 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
         h_cache = empty((T + 1, B, H), typenum)
     else:
         chunk = inference_chunk(T, B)
-        work = empty((chunk * B * H,), typenum)
+        work = take_workspace(chunk * B * H, typenum)
     if typenum == cnp.NPY_FLOAT:
         _rnn_forward_c(<float *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
                        a_lengths, T, B, I, H, chunk)
     else:
         _rnn_forward_c(<double *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
                        a_lengths, T, B, I, H, chunk)
+    give_workspace(work)
     if h_cache is None:
         return y, h_n, None
     cdef RNNCache cache = RNNCache.__new__(RNNCache)
@@ -204,13 +205,14 @@ def rnn_backward(cache, dy=None, dh_n=None):
     cdef cnp.ndarray dw_hh = zeros((H, H), typenum)
     cdef cnp.ndarray dbias = zeros((H,), typenum) if c.has_bias else None
     cdef cnp.ndarray dh0 = empty((B, H), typenum)
-    cdef cnp.ndarray dz = empty((T, B, H), typenum)
+    cdef cnp.ndarray dz = take_workspace(T * B * H, typenum)  # [T,B,H]
     if typenum == cnp.NPY_FLOAT:
         _rnn_backward_c(<float *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
                         T, B, I, H)
     else:
         _rnn_backward_c(<double *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
                         T, B, I, H)
+    give_workspace(dz)
     return RNNGrads(dx, dw_ih, dw_hh, dbias, dh0)
 
 
@@ -355,16 +357,17 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     if training:
         cache = _new_gru_cache(ax, a_ih, a_hh, a_b_ih is not None, a_b_hh is not None,
                                a_lengths, T, B, H, typenum)
-        work = empty((B * 3 * H,), typenum)
+        work = take_workspace(B * 3 * H, typenum)
     else:
         chunk = inference_chunk(T, B)
-        work = empty((chunk * B * 3 * H + B * 3 * H + B * H,), typenum)
+        work = take_workspace(chunk * B * 3 * H + B * 3 * H + B * H, typenum)
     if typenum == cnp.NPY_FLOAT:
         _gru_forward_c(<float *>data_of(y), h_n, cache, work, ax, a_h0, a_ih, a_hh, a_b_ih,
                        a_b_hh, a_lengths, T, B, I, H, chunk)
     else:
         _gru_forward_c(<double *>data_of(y), h_n, cache, work, ax, a_h0, a_ih, a_hh, a_b_ih,
                        a_b_hh, a_lengths, T, B, I, H, chunk)
+    give_workspace(work)
     if cache is not None:
         _freeze((cache.gates, cache.hn, cache.h))
     return y, h_n, cache
@@ -393,12 +396,14 @@ def gru_backward(cache, dy=None, dh_n=None):
     cdef cnp.ndarray db_ih = zeros((3 * H,), typenum) if c.has_b_ih else None
     cdef cnp.ndarray db_hh = zeros((3 * H,), typenum) if c.has_b_hh else None
     cdef cnp.ndarray dh0 = empty((B, H), typenum)
-    cdef cnp.ndarray dgi = empty((T, B, 3 * H), typenum)
-    cdef cnp.ndarray dgh = empty((T, B, 3 * H), typenum)
+    cdef cnp.ndarray dgi = take_workspace(T * B * 3 * H, typenum)  # [T,B,3H]
+    cdef cnp.ndarray dgh = take_workspace(T * B * 3 * H, typenum)  # [T,B,3H]
     if typenum == cnp.NPY_FLOAT:
         _gru_backward_c(<float *>data_of(dx), dw_ih, dw_hh, db_ih, db_hh, dh0, dgi, dgh, a_dy,
                         a_dh_n, c, T, B, I, H)
     else:
         _gru_backward_c(<double *>data_of(dx), dw_ih, dw_hh, db_ih, db_hh, dh0, dgi, dgh, a_dy,
                         a_dh_n, c, T, B, I, H)
+    give_workspace(dgi)
+    give_workspace(dgh)
     return GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0)
