@@ -61,7 +61,8 @@ How
     "need%" is the share of the roofline (sgemm_gfs, or dgemm_gfs for float64) that
     lstm_core would have to run at to meet its target against this run's torch time;
     above 100, no GEMM-bound implementation on this machine can meet it.  For the cell,
-    a line gives the bandwidth the target needs next to sgemv_gbs.
+    and for a sequence with a batch of one (S1, whose every step reads all of w_hh for one
+    row), a line gives the bandwidth the target needs next to sgemv_gbs.
 
 Run:  python benchmarks/bench_lstm.py [--quick] [--cases S1,S3] [--threads 1,2] [--deepbench]
 Machines are noisy: read medians and ratios, never a single absolute time.  Every table
@@ -539,12 +540,23 @@ def make_row(case, mode, timings, roofline, errors):
     if target is not None and "torch" in timings:
         # what meeting the target would take: lstm_core at target x torch's speed
         row["target"] = target
+        itemsize = np.dtype(case.dtype).itemsize
         if case.cell:  # bound by the bandwidth that streams its weights, not by FLOPs
-            weight_bytes = 4 * case.H * (case.I + case.H) * np.dtype(case.dtype).itemsize
+            weight_bytes = 4 * case.H * (case.I + case.H) * itemsize
             row["need_gbytes_per_s"] = weight_bytes * target / timings["torch"]["median_s"] / 1e9
+            row["streamed"] = "the weights"
         else:
             roof = roofline["dgemm_gfs" if case.dtype == np.float64 else "sgemm_gfs"]
             row["need_pct_roofline"] = 100 * target * timings["torch"]["gflops"] / roof
+        if case.B == 1 and not case.cell and not case.stacked:
+            # a batch of one: each step's recurrent product reads all of w_hh (in the forward,
+            # and again for dh in the backward) for 2 flops per weight, a matrix-vector
+            # product bound by bandwidth like the cell's
+            passes = 1 if mode == "fwd" else 2
+            weight_bytes = case.T * passes * 4 * case.H * case.H * itemsize
+            row["need_gbytes_per_s"] = weight_bytes * target / timings["torch"]["median_s"] / 1e9
+            row["streamed"] = "w_hh (read once per step)" if passes == 1 else (
+                "w_hh (read twice per step)")
     return row
 
 
@@ -711,8 +723,8 @@ def format_grid(grid):
         if "pct_dgemm" in row:
             lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
         if "need_gbytes_per_s" in row:
-            lines.append(f"# {row['case']} {row['mode']}: the target needs the weights streamed "
-                         f"at {row['need_gbytes_per_s']:.0f} GB/s with no other cost per call "
+            lines.append(f"# {row['case']} {row['mode']}: the target needs {row['streamed']} "
+                         f"streamed at {row['need_gbytes_per_s']:.0f} GB/s with no other cost "
                          f"(sgemv_gbs {roof['sgemv_gbs']:.0f})")
     lines.append("# need%: share of the roofline (sgemm_gfs; dgemm_gfs for float64) lstm_core "
                  "would need to meet its target; > 100 is beyond any GEMM-bound code here")
