@@ -247,8 +247,9 @@ cdef cnp.ndarray zeros(tuple shape, int typenum):
 # from a pool of spare buffers, given back when the call ends: a training loop then reuses
 # the same memory instead of mapping and faulting in fresh pages on every call (in this VM
 # a fresh page costs a fault, zeroing and, above 128 KB, an mmap/munmap pair).  Measured in
-# one process, alternating with fresh buffers, training at 2 threads: S1 0.66x, S2 0.73x,
-# S4 0.83x, S5 1.00x the time; S2 at 1 thread 0.77x.
+# one process, alternating with fresh buffers (free_workspace before each call), training
+# steps at 2 threads: S1 0.71x, S2 0.70x, S3 0.885x, S4 0.97x the time; at 1 thread S2
+# 0.71x, S3 0.86x; inference unchanged.
 # The pool keeps the most recently given back buffers, at most SPARES of them and
 # SPARE_BYTES in all: after an S5 training step (T, B, I, H = 25, 16, 1024, 1024) it holds
 # that call's 76 MB.  lstm_core.free_workspace() empties it.
@@ -256,10 +257,6 @@ cdef enum:
     SPARES = 8
 cdef Py_ssize_t SPARE_BYTES = 256 << 20
 cdef list _spares = []  # 1-D arrays from empty(), the most recently given back last
-
-
-cdef Py_ssize_t _nbytes(cnp.ndarray arr):
-    return cnp.PyArray_NBYTES(arr)
 
 
 cdef cnp.ndarray take_workspace(Py_ssize_t count, int typenum):
@@ -270,7 +267,8 @@ cdef cnp.ndarray take_workspace(Py_ssize_t count, int typenum):
     for i in range(len(_spares)):
         arr = _spares[i]
         if (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_DIMS(arr)[0] >= count
-                and (best < 0 or _nbytes(arr) < _nbytes(_spares[best]))):
+                and (best < 0 or cnp.PyArray_NBYTES(arr)
+                     < cnp.PyArray_NBYTES(<cnp.ndarray>_spares[best]))):
             best = i
     if best >= 0:
         return _spares.pop(best)
@@ -284,10 +282,12 @@ cdef give_workspace(cnp.ndarray arr):
         return
     _spares.append(arr)
     cdef Py_ssize_t total = 0
+    cdef cnp.ndarray spare
     for spare in _spares:
-        total += _nbytes(spare)
-    while _spares and (len(_spares) > SPARES or total > SPARE_BYTES):
-        total -= _nbytes(_spares.pop(0))
+        total += cnp.PyArray_NBYTES(spare)
+    while len(_spares) > SPARES or total > SPARE_BYTES:
+        spare = _spares.pop(0)
+        total -= cnp.PyArray_NBYTES(spare)
 
 
 def free_workspace():

@@ -2,10 +2,11 @@
 #
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
-# output and workspace, then releases the GIL and runs the whole computation in C
-# (src/lstm_core.h) without coming back to Python, its time loop split between threads
-# when that pays off (_threads.pyx).  There is no module-level mutable state here;
-# the one process-wide setting is the thread count (lc.set_num_threads).
+# output and takes its workspace from the pool (_boundary.pyx, take_workspace), then releases
+# the GIL and runs the whole computation in C (src/lstm_core.h) without coming back to
+# Python, its time loop split between threads when that pays off (_threads.pyx).  There is
+# no module-level mutable state here; the process-wide state is the thread count
+# (lc.set_num_threads) and the workspace pool (lc.free_workspace).
 
 cimport cython
 cimport numpy as cnp

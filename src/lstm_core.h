@@ -160,16 +160,17 @@ void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy
 /*
  * Packed recurrent products.  The BLAS repacks w_hh on every step's small product (B rows);
  * the drivers can instead use a built-in kernel that reads a copy of the weights they pack
- * once per call (each task of a split loop the panels it computes with) into panels of PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each
- * K rows deep:
+ * once per call (each task of a split loop the panels it computes with) into panels of
+ * PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each K rows deep:
  *     packed[p][k][j] = W[k][column(p, j)], zero past the end.
  * Plain panels (gated = 0) take the columns in order: column(p, j) = p*PANEL + j.  Gate panels
  * (gated = 1, for the forward's products into z, N = G) take PANEL/4 hidden units of each
  * gate: column(p, j) = (j / U) * H + p*U + j % U with U = PANEL/4, so a panel computes every
  * gate of whole units (lstm_panels.inc, Layout).
  * The Cython boundary asks for it (gives the panels' workspace) when a call runs at least 8
- * rows of products (T * B >= 8).  The kernel fuses multiply-adds where the CPU has FMA (the last bits then depend on the instruction
- * set, as the BLAS's do; they do not depend on B or on the blocking).
+ * rows of products (T * B >= 8).  The kernel fuses multiply-adds where the CPU has FMA (the
+ * last bits then depend on the instruction set, as the BLAS's do; they do not depend on B
+ * or on the blocking).
  *
  *   lstm_panels_size: elements of the packed copy of a K x N matrix W, in gate panels
  *                     (gated, N a multiple of 4) or plain ones
