@@ -24,7 +24,7 @@ from lstm_core._kernels cimport (
 )
 
 
-from lstm_core._threads cimport loop_parts, run_parallel
+from lstm_core._threads cimport loop_parts, run_parallel, weights_stay_cached
 from lstm_core.reference import LSTMGrads
 
 cnp.import_array()
@@ -41,6 +41,37 @@ ctypedef fused real:
 # and a one-step sequence always take the same kernel (same bits).
 cdef enum:
     PANELS_MIN_ROWS = 8
+
+# Each step's input projection x_t @ w_ih.T runs in one pass with its recurrent product, w_ih
+# packed too (ih_panels; src/lstm_core.h, "Packed recurrent products"), rather than as one
+# BLAS GEMM over many steps:
+# - in a split loop, always: each task projects only its own columns, where a BLAS GEMM
+#   would compute all of them on the BLAS's threads, whose idle workers would then spin on
+#   the cores the loop needs;
+# - on one thread, when both packed weights stay in the core's cache and the batch fills a
+#   block of the packed kernel's rows (MERGED_MIN_ROWS): z is then written once per step and
+#   read back from cache.  With weights that do not stay cached, every step would stream
+#   w_ih from memory; with fewer rows, the kernel's small blocks are slower than the GEMM.
+#   Measured forward, merged / GEMM, in one process: S2 0.91, (100,64,64,64) 0.90,
+#   (100,8,64,128) 0.89, (200,32,128,128) 0.91; S1 (B = 1) 1.15, S4 (8 MB) 1.03, S5 (32 MB)
+#   1.09.
+# The two projections round differently in the last bits: calls that merge agree bit for
+# bit whatever their thread count, and with calls that do not to the dtype's tolerance
+# (README, Threads).  The streaming cell follows the same rule as a one-step sequence.
+cdef enum:
+    MERGED_MIN_ROWS = 8
+
+
+cdef bint _merged_steps(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, int itemsize,
+                        int parts) noexcept:
+    """Whether each step's projection runs with its recurrent product (see above)."""
+    return parts > 1 or (B >= MERGED_MIN_ROWS
+                         and weights_stay_cached(4.0 * H * (H + I) * itemsize))
+
+
+def _merges(B, I, H, itemsize, parts):
+    """_merged_steps, for the tests (which check the bits of merged calls)."""
+    return bool(_merged_steps(B, I, H, itemsize, parts))
 
 
 cdef Py_ssize_t _panels_size(Py_ssize_t K, Py_ssize_t N, int typenum, bint gated=False):
@@ -228,23 +259,20 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     cdef cnp.ndarray work = None
     cdef int chunk = 1
     # The time loop in `parts` tasks (_threads.pyx), each computing its share of the columns
-    # of every product.  With one task the input projection is a BLAS GEMM over many steps.
-    # With several, each task projects its own columns with w_ih packed too (ih_panels): a
-    # BLAS GEMM would compute all the columns, on the BLAS's threads, whose idle workers would
-    # then spin on the cores the loop needs.  The two projections round differently in the
-    # last bits, so one and several threads agree to the dtype's tolerance, any two counts
-    # above one bit for bit (README, Threads).
+    # (or rows) of every product; the input projection step by step or by a GEMM
+    # (_merged_steps).
     cdef int by_rows = 0
-    cdef int parts = loop_parts(B, H, 8.0 * B * H * (H + I), T,
-                                4.0 * H * (H + I) * cnp.PyArray_ITEMSIZE(ax), &by_rows)
+    cdef int itemsize = cnp.PyArray_ITEMSIZE(ax)
+    cdef int parts = loop_parts(B, H, 8.0 * B * H * (H + I), T, 4.0 * H * (H + I) * itemsize,
+                                &by_rows)
     cdef cnp.ndarray hh_panels = _panels_buffer(T, B, H, 4 * H, True, typenum)
     cdef cnp.ndarray ih_panels = None
-    if hh_panels is not None and parts > 1:
+    if hh_panels is not None and _merged_steps(B, I, H, itemsize, parts):
         ih_panels = _panels_buffer(T, B, I, 4 * H, True, typenum)
     if training:
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
-        # projected step by step in a split loop: one step's workspace is enough
+        # projected step by step: one step's workspace is enough
         chunk = 1 if ih_panels is not None else inference_chunk(T, B)
         work = take_workspace(chunk * B * 4 * H + 2 * B * H, typenum)
     _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
@@ -343,7 +371,11 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # The same recurrent kernel as lstm_forward for this B, so that a step of the cell and a
     # step of the sequence give the same bits (packing costs 1/B of the product).
     cdef cnp.ndarray panels = _panels_buffer(1, B, H, 4 * H, True, typenum)
-    _forward_arrays(None, h1, c1, None, work, panels, None, ax, a_h, a_c, a_ih, a_hh, a_bias,
-                    None, 1, B, I, H, 1, 1, 0)
+    cdef cnp.ndarray ih_panels = None
+    if panels is not None and _merged_steps(B, I, H, cnp.PyArray_ITEMSIZE(ax), 1):
+        ih_panels = _panels_buffer(1, B, I, 4 * H, True, typenum)
+    _forward_arrays(None, h1, c1, None, work, panels, ih_panels, ax, a_h, a_c, a_ih, a_hh,
+                    a_bias, None, 1, B, I, H, 1, 1, 0)
     give_workspace(panels)
+    give_workspace(ih_panels)
     return h1, c1

@@ -82,6 +82,12 @@ def _usable_cpus():
 set_num_threads(_usable_cpus())
 
 
+cdef bint weights_stay_cached(double weight_bytes) noexcept:
+    """Whether packed weights of this size stay in a core's cache beside the activations of
+    its share of a step (ROWS_SPLIT_MAX_BYTES): then each step may read all of them."""
+    return weight_bytes <= ROWS_SPLIT_MAX_BYTES
+
+
 cdef int loop_parts(Py_ssize_t B, Py_ssize_t H, double step_flops, Py_ssize_t T,
                     double weight_bytes, int *by_rows) noexcept:
     """Tasks for a loop of T steps of step_flops each over B rows and H hidden units, whose
@@ -96,7 +102,7 @@ cdef int loop_parts(Py_ssize_t B, Py_ssize_t H, double step_flops, Py_ssize_t T,
         cpus = lstm_usable_cpus()  # now: the affinity may have changed since import
         if cpus >= 1:
             wanted = min(wanted, cpus)
-    if _split == 1 or (_split == 0 and weight_bytes <= ROWS_SPLIT_MAX_BYTES):
+    if _split == 1 or (_split == 0 and weights_stay_cached(weight_bytes)):
         if B // MIN_PART_ROWS >= wanted or _split == 1:
             by_rows[0] = 1
             return max(1, min(wanted, B // MIN_PART_ROWS))

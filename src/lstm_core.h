@@ -194,9 +194,10 @@ ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   w_ih_panels     work [lstm_panels_size(I, G, 1)]: w_ih.T in gate panels, packed by
- *                        the tasks: the input projection uses the packed kernel, each task
- *                        its columns (used only with w_hh_panels); NULL: the GEMM, and one
- *                        task
+ *                        the tasks: each step's input projection is summed with its
+ *                        recurrent product in one pass of the packed kernel, each task its
+ *                        columns (used only with w_hh_panels); NULL: the GEMM over many
+ *                        steps, and one task
  *   w_hh_panels     work [lstm_panels_size(H, G, 1)]: w_hh.T in gate panels, packed by
  *                        the tasks: the recurrent products use the packed kernel; NULL: the
  *                        GEMM
@@ -204,7 +205,9 @@ ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
  *   lengths [B]     in   NULL: all T steps
  *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
  *                   GEMM projects all T steps into cache->gates).  With w_ih_panels the
- *                   input is projected one step at a time, and chunk = 1 is enough.
+ *                   input is projected one step at a time (z = x_t @ w_ih.T + h_{t-1} @
+ *                   w_hh.T, each output one sum over I + H products), and chunk = 1 is
+ *                   enough.
  *   parts, parallel the time loop in `parts` tasks through `parallel` (see Threads);
  *                   parallel NULL or parts <= 1: on the calling thread
  *   by_rows         the tasks share the batch rows instead of the columns (see Threads)

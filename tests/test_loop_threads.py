@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from lstm_core import _threads
+from lstm_core import _lstm, _threads
 from lstm_problems import TOLERANCE, Problem, assert_close
 from lstm_core import reference as ref
 
@@ -32,6 +32,10 @@ def threads():
     yield lc.set_num_threads
     _threads._allow_more_threads_than_cpus(False)
     lc.set_num_threads(saved)
+
+
+# the outputs of the forward alone (the backward's one-thread weight products are GEMMs)
+FORWARD_OUTPUTS = ("y", "h_n", "c_n", "gates", "y_inference", "h_n_inference", "c_n_inference")
 
 
 def everything(p, dtype, lengths):
@@ -93,10 +97,25 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
             continue
         # any two splits: the same bits
         np.testing.assert_array_equal(results[3][name], results[2][name], err_msg=name)
-        # one thread against a split: the same values to the float tolerance
+        # one thread against a split: the same values to the float tolerance; the same bits
+        # for a forward whose one thread merges its projection too (_lstm.pyx, _merged_steps)
         scale = max(1.0, float(np.abs(value).max()))
         error = float(np.abs(results[2][name].astype(np.float64) - value).max()) / scale
         assert error <= TOLERANCE[np.dtype(dtype)], (name, error)
+        if name in FORWARD_OUTPUTS and _lstm._merges(B, I, H, np.dtype(dtype).itemsize, 1):
+            np.testing.assert_array_equal(results[2][name], value, err_msg=name)
+
+
+def test_one_thread_merges_the_projection_only_where_it_pays():
+    # _merges(B, I, H, itemsize, parts): split loops always; one thread with both packed
+    # weights in a core's cache (<= 1 MB) and a full block of 8 rows
+    assert _lstm._merges(1, 64, 64, 4, 2)
+    assert _lstm._merges(16, 128, 128, 4, 1)  # S2: 512 KB
+    assert _lstm._merges(8, 128, 128, 8, 1)  # 1 MB in float64
+    assert not _lstm._merges(7, 128, 128, 4, 1)  # less than a block of rows
+    assert not _lstm._merges(1, 64, 64, 4, 1)  # S1
+    assert not _lstm._merges(32, 256, 256, 4, 1)  # S3: 2 MB
+    assert not _lstm._merges(16, 128, 128, 16, 1)  # 2 MB
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
