@@ -42,36 +42,54 @@ ctypedef fused real:
 cdef enum:
     PANELS_MIN_ROWS = 8
 
-# Each step's input projection x_t @ w_ih.T runs in one pass with its recurrent product, w_ih
-# packed too (ih_panels; src/lstm_core.h, "Packed recurrent products"), rather than as one
-# BLAS GEMM over many steps:
-# - in a split loop, always: each task projects only its own columns, where a BLAS GEMM
-#   would compute all of them on the BLAS's threads, whose idle workers would then spin on
-#   the cores the loop needs;
-# - on one thread, when both packed weights stay in the core's cache and the batch fills a
-#   block of the packed kernel's rows (MERGED_MIN_ROWS): z is then written once per step and
-#   read back from cache.  With weights that do not stay cached, every step would stream
-#   w_ih from memory; with fewer rows, the kernel's small blocks are slower than the GEMM.
-#   Measured forward, merged / GEMM, in one process: S2 0.91, (100,64,64,64) 0.90,
-#   (100,8,64,128) 0.89, (200,32,128,128) 0.91; S1 (B = 1) 1.15, S4 (8 MB) 1.03, S5 (32 MB)
-#   1.09.
-# The two projections round differently in the last bits: calls that merge agree bit for
-# bit whatever their thread count, and with calls that do not to the dtype's tolerance
-# (README, Threads).  The streaming cell follows the same rule as a one-step sequence.
+# How the forward projects its input, x_t @ w_ih.T for every step (src/lstm_core.h,
+# lstm_forward's w_ih_panels and merge):
+# - MERGED: each step's projection in one pass with its recurrent product, w_ih packed too:
+#   - in a split loop, always: each task projects only its own columns, where a BLAS GEMM
+#     would compute all of them on the BLAS's threads, whose idle workers would then spin on
+#     the cores the loop needs;
+#   - on one thread, when both packed weights stay in the core's cache and the batch fills
+#     a block of the packed kernel's rows (MERGED_MIN_ROWS): z is then written once per step
+#     and read back from cache.  With weights that do not stay cached, every step would
+#     stream w_ih from memory; with fewer rows, the kernel's small blocks are slower than a
+#     GEMM over many steps.  Measured forward, merged / GEMM, in one process: S2 0.91,
+#     (100,64,64,64) 0.90, (100,8,64,128) 0.89, (200,32,128,128) 0.91; S1 (B = 1) 1.15,
+#     S4 (8 MB) 1.03, S5 (32 MB) 1.09;
+# - PACKED: otherwise, when the projection is small (SMALL_PRODUCT_FLOPS), all the steps of
+#   a chunk at once with the packed kernel: a BLAS GEMM that small spends more in waking
+#   its worker threads than they save.  S1's forward at 2 threads (B = 1, one task):
+#   packed / GEMM 0.83-0.88 per round; at 1 thread 1.01;
+# - GEMM: otherwise, one BLAS GEMM over all the steps of a chunk (all T in training).
+# The three round differently in the last bits: calls that merge agree bit for bit whatever
+# their thread count, and with calls that do not to the dtype's tolerance (README, Threads).
+# The streaming cell follows the same rule as a one-step sequence.
 cdef enum:
     MERGED_MIN_ROWS = 8
+    PROJECT_GEMM = 0
+    PROJECT_PACKED = 1
+    PROJECT_MERGED = 2
+
+# A product (the forward's projection, the backward's dx and weight gradients) below this
+# many flops skips the BLAS on a loop of one task: ~0.1 ms of work, about what waking the
+# BLAS's idle worker threads costs (the split loops never call the BLAS).
+cdef double SMALL_PRODUCT_FLOPS = 2e7
 
 
-cdef bint _merged_steps(Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, int itemsize,
-                        int parts) noexcept:
-    """Whether each step's projection runs with its recurrent product (see above)."""
-    return parts > 1 or (B >= MERGED_MIN_ROWS
-                         and weights_stay_cached(4.0 * H * (H + I) * itemsize))
+cdef int _projection(Py_ssize_t T, Py_ssize_t B, Py_ssize_t I, Py_ssize_t H, int itemsize,
+                     int parts) noexcept:
+    """PROJECT_MERGED, PROJECT_PACKED or PROJECT_GEMM (see above), for a call whose
+    recurrent products use the packed kernel."""
+    if parts > 1 or (B >= MERGED_MIN_ROWS and weights_stay_cached(4.0 * H * (H + I) * itemsize)):
+        return PROJECT_MERGED
+    if 8.0 * T * B * I * H < SMALL_PRODUCT_FLOPS:
+        return PROJECT_PACKED
+    return PROJECT_GEMM
 
 
-def _merges(B, I, H, itemsize, parts):
-    """_merged_steps, for the tests (which check the bits of merged calls)."""
-    return bool(_merged_steps(B, I, H, itemsize, parts))
+def _projection_of(T, B, I, H, itemsize, parts):
+    """_projection as "merged", "packed" or "gemm", for the tests (which check the bits)."""
+    return {PROJECT_MERGED: "merged", PROJECT_PACKED: "packed",
+            PROJECT_GEMM: "gemm"}[_projection(T, B, I, H, itemsize, parts)]
 
 
 cdef Py_ssize_t _panels_size(Py_ssize_t K, Py_ssize_t N, int typenum, bint gated=False):
@@ -100,8 +118,9 @@ cdef class LSTMCache:
     gradients) and the saved activations, read-only:
     gates (T, B, 4H) post-activation i, f, g, o; c, h (T+1, B, H) with slot 0 = c0, h0;
     tanh_c (T, B, H); lengths (B,) C ints, or None.  Past a sequence's length, gates and
-    tanh_c hold zeros and h, c the carried state.  A cache may be used by any number of lstm_backward calls.
-    Only lstm_forward creates caches; the class cannot be instantiated or subclassed.
+    tanh_c hold zeros and h, c the carried state.  A cache may be used by any number of
+    lstm_backward calls.  Only lstm_forward creates caches; the class cannot be instantiated
+    or subclassed.
     """
 
     cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, c, tanh_c, h
@@ -146,8 +165,8 @@ cdef void _freeze(LSTMCache cache):
 cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *work,
                        real *hh_panels, real *ih_panels, const real *x, const real *h0,
                        const real *c0, const real *w_ih, const real *w_hh, const real *bias,
-                       const int *lengths, int T, int B, int I, int H, int chunk, int parts,
-                       int by_rows):
+                       const int *lengths, int T, int B, int I, int H, int chunk, int merge,
+                       int parts, int by_rows):
     """The whole forward in C with the GIL released: the time loop in `parts` tasks, which
     first pack w_hh.T into hh_panels and w_ih.T into ih_panels, when given."""
     cdef const lstm_cache_f32 *c32 = NULL
@@ -158,11 +177,11 @@ cdef void _run_forward(real *y, real *h_n, real *c_n, LSTMCache cache, real *wor
         saved_env = flush_subnormals()
         if real is float:
             lstm_forward_f32(y, h_n, c_n, c32, work, x, h0, c0, w_ih, w_hh, ih_panels,
-                             hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f32, parts,
+                             hh_panels, bias, lengths, T, B, I, H, chunk, merge, gemm_f32, parts,
                              by_rows, run_parallel)
         else:
             lstm_forward_f64(y, h_n, c_n, c64, work, x, h0, c0, w_ih, w_hh, ih_panels,
-                             hh_panels, bias, lengths, T, B, I, H, chunk, gemm_f64, parts,
+                             hh_panels, bias, lengths, T, B, I, H, chunk, merge, gemm_f64, parts,
                              by_rows, run_parallel)
         restore_float_env(saved_env)
 
@@ -195,22 +214,22 @@ cdef void _forward_arrays(cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n, LSTMC
                           cnp.ndarray work, cnp.ndarray hh_panels, cnp.ndarray ih_panels,
                           cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih,
                           cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths, int T, int B,
-                          int I, int H, int chunk, int parts, int by_rows):
+                          int I, int H, int chunk, int merge, int parts, int by_rows):
     """Dispatch on the dtype of x; every array has been validated and allocated."""
     if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
         _run_forward(<float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n), cache,
                      <float *>data_of(work), <float *>data_of(hh_panels),
                      <float *>data_of(ih_panels), <float *>data_of(x), <float *>data_of(h0),
                      <float *>data_of(c0), <float *>data_of(w_ih), <float *>data_of(w_hh),
-                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts,
-                     by_rows)
+                     <float *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, merge,
+                     parts, by_rows)
     else:
         _run_forward(<double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n), cache,
                      <double *>data_of(work), <double *>data_of(hh_panels),
                      <double *>data_of(ih_panels), <double *>data_of(x), <double *>data_of(h0),
                      <double *>data_of(c0), <double *>data_of(w_ih), <double *>data_of(w_hh),
-                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, parts,
-                     by_rows)
+                     <double *>data_of(bias), <int *>data_of(lengths), T, B, I, H, chunk, merge,
+                     parts, by_rows)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -259,24 +278,26 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     cdef cnp.ndarray work = None
     cdef int chunk = 1
     # The time loop in `parts` tasks (_threads.pyx), each computing its share of the columns
-    # (or rows) of every product; the input projection step by step or by a GEMM
-    # (_merged_steps).
+    # (or rows) of every product; the input projection as _projection says.
     cdef int by_rows = 0
     cdef int itemsize = cnp.PyArray_ITEMSIZE(ax)
     cdef int parts = loop_parts(B, H, 8.0 * B * H * (H + I), T, 4.0 * H * (H + I) * itemsize,
                                 &by_rows)
     cdef cnp.ndarray hh_panels = _panels_buffer(T, B, H, 4 * H, True, typenum)
     cdef cnp.ndarray ih_panels = None
-    if hh_panels is not None and _merged_steps(B, I, H, itemsize, parts):
+    cdef int projection = (PROJECT_GEMM if hh_panels is None
+                           else _projection(T, B, I, H, itemsize, parts))
+    if projection != PROJECT_GEMM:
         ih_panels = _panels_buffer(T, B, I, 4 * H, True, typenum)
     if training:
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
     else:
         # projected step by step: one step's workspace is enough
-        chunk = 1 if ih_panels is not None else inference_chunk(T, B)
+        chunk = 1 if projection == PROJECT_MERGED else inference_chunk(T, B)
         work = take_workspace(chunk * B * 4 * H + 2 * B * H, typenum)
     _forward_arrays(y, h_n, c_n, cache, work, hh_panels, ih_panels, ax, a_h0, a_c0, a_ih, a_hh,
-                    a_bias, a_lengths, T, B, I, H, chunk, parts, by_rows)
+                    a_bias, a_lengths, T, B, I, H, chunk, projection == PROJECT_MERGED, parts,
+                    by_rows)
     for scratch in (work, hh_panels, ih_panels):
         give_workspace(scratch)
     if cache is not None:
@@ -319,13 +340,15 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     # The time loop in `parts` tasks (_threads.pyx).  A split loop's tasks also compute dx and
     # the weight gradients with the packed kernel, from x, h and w_ih packed into grad_panels:
     # the BLAS's GEMMs would run on its own threads, whose idle workers then spin on the cores
-    # the next call's loop needs.  As in the forward, one and several threads agree to the
-    # dtype's tolerance, any two counts above one bit for bit.
+    # the next call's loop needs.  So does a loop of one task when those products are small
+    # (SMALL_PRODUCT_FLOPS), where waking the BLAS's threads costs more than they save.  As
+    # in the forward, one and several threads agree to the dtype's tolerance, any two counts
+    # above one bit for bit.
     cdef int by_rows = 0
     cdef int parts = loop_parts(B, H, 8.0 * B * H * H, T,
                                 4.0 * H * H * cnp.PyArray_ITEMSIZE(c.x), &by_rows)
     cdef cnp.ndarray grad_panels = None
-    if panels is not None and parts > 1:
+    if panels is not None and (parts > 1 or 8.0 * T * B * H * (2 * I + H) < SMALL_PRODUCT_FLOPS):
         grad_panels = take_workspace(_panels_size(T * B, I, typenum)
                                      + _panels_size(T * B, H, typenum)
                                      + _panels_size(4 * H, I, typenum), typenum)
@@ -372,10 +395,12 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     # step of the sequence give the same bits (packing costs 1/B of the product).
     cdef cnp.ndarray panels = _panels_buffer(1, B, H, 4 * H, True, typenum)
     cdef cnp.ndarray ih_panels = None
-    if panels is not None and _merged_steps(B, I, H, cnp.PyArray_ITEMSIZE(ax), 1):
+    cdef int projection = (PROJECT_GEMM if panels is None
+                           else _projection(1, B, I, H, cnp.PyArray_ITEMSIZE(ax), 1))
+    if projection != PROJECT_GEMM:
         ih_panels = _panels_buffer(1, B, I, 4 * H, True, typenum)
     _forward_arrays(None, h1, c1, None, work, panels, ih_panels, ax, a_h, a_c, a_ih, a_hh,
-                    a_bias, None, 1, B, I, H, 1, 1, 0)
+                    a_bias, None, 1, B, I, H, 1, projection == PROJECT_MERGED, 1, 0)
     give_workspace(panels)
     give_workspace(ih_panels)
     return h1, c1

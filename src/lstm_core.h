@@ -62,7 +62,7 @@
  *   the same bits for any `parts` above one.  The loop is split only when its products use
  *   the packed kernel: in the forward that includes the input projection (w_ih_panels),
  *   and in the backward dx and the weight gradients (grad_panels), which with one task are
- *   BLAS GEMMs, whose blocking of long sums may round differently.
+ *   usually BLAS GEMMs, whose blocking of long sums may round differently.
  */
 #ifndef LSTM_CORE_H
 #define LSTM_CORE_H
@@ -194,20 +194,21 @@ ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
  *   w_ih   [G,I]    in
  *   w_hh   [G,H]    in
  *   w_ih_panels     work [lstm_panels_size(I, G, 1)]: w_ih.T in gate panels, packed by
- *                        the tasks: each step's input projection is summed with its
- *                        recurrent product in one pass of the packed kernel, each task its
- *                        columns (used only with w_hh_panels); NULL: the GEMM over many
- *                        steps, and one task
+ *                        the tasks: the input projection uses the packed kernel, each task
+ *                        the part of z it reads (used only with w_hh_panels); NULL: the GEMM
+ *                        over many steps, and one task
  *   w_hh_panels     work [lstm_panels_size(H, G, 1)]: w_hh.T in gate panels, packed by
  *                        the tasks: the recurrent products use the packed kernel; NULL: the
  *                        GEMM
  *   bias   [G]      in   NULL: no bias
  *   lengths [B]     in   NULL: all T steps
- *   chunk           inference: steps per input GEMM, >= 1 (ignored in training, where the
- *                   GEMM projects all T steps into cache->gates).  With w_ih_panels the
- *                   input is projected one step at a time (z = x_t @ w_ih.T + h_{t-1} @
- *                   w_hh.T, each output one sum over I + H products), and chunk = 1 is
- *                   enough.
+ *   chunk           inference: steps per input projection, >= 1 (ignored in training,
+ *                   where the projection covers all T steps into cache->gates)
+ *   merge           with w_ih_panels: 1 projects each step inside its product (z = x_t @
+ *                   w_ih.T + h_{t-1} @ w_hh.T, each output one sum over I + H products; then
+ *                   chunk = 1 is enough); 0 projects `chunk` steps (all T in training) at a
+ *                   time, then adds each step's recurrent product (a loop split by rows
+ *                   always merges)
  *   parts, parallel the time loop in `parts` tasks through `parallel` (see Threads);
  *                   parallel NULL or parts <= 1: on the calling thread
  *   by_rows         the tasks share the batch rows instead of the columns (see Threads)
@@ -216,14 +217,14 @@ void lstm_forward_f32(float *y, float *h_n, float *c_n, const lstm_cache_f32 *ca
                       float *work, const float *x, const float *h0, const float *c0,
                       const float *w_ih, const float *w_hh, float *w_ih_panels,
                       float *w_hh_panels, const float *bias, const int *lengths, int T,
-                      int B, int In, int H, int chunk, lstm_gemm_f32 gemm, int parts,
-                      int by_rows, lstm_parallel parallel);
+                      int B, int In, int H, int chunk, int merge, lstm_gemm_f32 gemm,
+                      int parts, int by_rows, lstm_parallel parallel);
 void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 *cache,
                       double *work, const double *x, const double *h0, const double *c0,
                       const double *w_ih, const double *w_hh, double *w_ih_panels,
                       double *w_hh_panels, const double *bias, const int *lengths, int T,
-                      int B, int In, int H, int chunk, lstm_gemm_f64 gemm, int parts,
-                      int by_rows, lstm_parallel parallel);
+                      int B, int In, int H, int chunk, int merge, lstm_gemm_f64 gemm,
+                      int parts, int by_rows, lstm_parallel parallel);
 
 /*
  * lstm_backward: backpropagation through a whole sequence.
@@ -248,8 +249,8 @@ void lstm_forward_f64(double *y, double *h_n, double *c_n, const lstm_cache_f64 
  *   grad_panels     work [lstm_panels_size(T*B, I, 0) + lstm_panels_size(T*B, H, 0) +
  *                        lstm_panels_size(G, I, 0)]: x, h[0:T] and w_ih packed by the loop's
  *                        tasks, which then share dx, dw_ih, dw_hh and dbias with the packed
- *                        kernel (used only when the loop is split); NULL: the GEMMs on the
- *                        calling thread after the loop
+ *                        kernel (a loop of one task computes them all); NULL: the GEMMs on
+ *                        the calling thread after the loop
  *   lengths [B]     in   the lengths of the forward call (NULL: all T steps)
  *   parts, parallel, by_rows   as for lstm_forward: the time loop in tasks (with
  *                   w_hh_panels only)

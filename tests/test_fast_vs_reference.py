@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
+from lstm_core import _lstm
 from lstm_core import reference as ref
 
 from lstm_problems import Problem, assert_close
@@ -164,3 +165,17 @@ def test_small_batch_kernel_edges(B, H, dtype):
     h1, c1 = lc.lstm_cell(x[0], h0, c0, w_ih, w_hh, b)
     np.testing.assert_array_equal(h1, y[0])
     np.testing.assert_array_equal(c1, c_n)
+
+
+# A loop of one task with small products: the packed kernel projects the input (in pieces of
+# 256 rows: here 390) and computes dx and the weight gradients, instead of the BLAS
+# (lstm_core/_lstm.pyx, _projection and SMALL_PRODUCT_FLOPS).
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
+def test_small_one_task_calls_off_the_blas(training, dtype):
+    T, B, I, H = 130, 3, 5, 6
+    assert _lstm._projection_of(T, B, I, H, np.dtype(dtype).itemsize, 1) == "packed"
+    p = Problem(T, B, I, H, seed=5)
+    cache, ref_cache = check_forward(p, dtype, training=training)
+    if training:
+        check_backward(cache, ref_cache, p.dy, p.dh_n, p.dc_n, dtype)

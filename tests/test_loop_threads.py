@@ -102,20 +102,25 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
         scale = max(1.0, float(np.abs(value).max()))
         error = float(np.abs(results[2][name].astype(np.float64) - value).max()) / scale
         assert error <= TOLERANCE[np.dtype(dtype)], (name, error)
-        if name in FORWARD_OUTPUTS and _lstm._merges(B, I, H, np.dtype(dtype).itemsize, 1):
+        itemsize = np.dtype(dtype).itemsize
+        if name in FORWARD_OUTPUTS and _lstm._projection_of(T, B, I, H, itemsize, 1) == "merged":
             np.testing.assert_array_equal(results[2][name], value, err_msg=name)
 
 
-def test_one_thread_merges_the_projection_only_where_it_pays():
-    # _merges(B, I, H, itemsize, parts): split loops always; one thread with both packed
-    # weights in a core's cache (<= 1 MB) and a full block of 8 rows
-    assert _lstm._merges(1, 64, 64, 4, 2)
-    assert _lstm._merges(16, 128, 128, 4, 1)  # S2: 512 KB
-    assert _lstm._merges(8, 128, 128, 8, 1)  # 1 MB in float64
-    assert not _lstm._merges(7, 128, 128, 4, 1)  # less than a block of rows
-    assert not _lstm._merges(1, 64, 64, 4, 1)  # S1
-    assert not _lstm._merges(32, 256, 256, 4, 1)  # S3: 2 MB
-    assert not _lstm._merges(16, 128, 128, 16, 1)  # 2 MB
+def test_the_projection_is_chosen_where_it_pays():
+    # _projection_of(T, B, I, H, itemsize, parts): split loops merge; one thread merges with
+    # both packed weights in a core's cache (<= 1 MB) and a full block of 8 rows; else a
+    # small projection (< 2e7 flops) uses the packed kernel, a large one the BLAS
+    choose = _lstm._projection_of
+    assert choose(100, 1, 64, 64, 4, 2) == "merged"
+    assert choose(100, 16, 128, 128, 4, 1) == "merged"  # S2: 512 KB
+    assert choose(100, 8, 128, 128, 8, 1) == "merged"  # 1 MB in float64
+    assert choose(100, 7, 128, 128, 4, 1) == "gemm"  # less than a block of rows, 9e7 flops
+    assert choose(20, 7, 64, 64, 4, 1) == "packed"  # the same with 4.6e6 flops
+    assert choose(100, 1, 64, 64, 4, 1) == "packed"  # S1: 3.3e6 flops
+    assert choose(100, 32, 256, 256, 4, 1) == "gemm"  # S3: 2 MB, 1.7e9 flops
+    assert choose(1, 16, 128, 256, 4, 1) == "packed"  # 1.5 MB, a one-step cell
+    assert choose(100, 16, 128, 128, 16, 1) == "gemm"  # 2 MB
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
