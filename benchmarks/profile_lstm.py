@@ -49,7 +49,7 @@ CATEGORIES = (
     ("pointwise gates", r"lstm_cell_(forward|backward)|postgemm|activate_row|update_row"
                         r"|backward_row|eltwise"),
     ("packing / reorder", r"pack_range|reorder"),
-    ("GEMM: lstm_core packed kernel", r"panel_block|wide_block|panels_product"),
+    ("GEMM: lstm_core packed kernel", r"panel_block|wide_block|panels_product|matvec"),
     ("GEMM: oneDNN", r"brgemm|jit_.*gemm|gemm_driver"),
     ("GEMM: BLAS", r"^[sd]gemm|^[sd]gemv|_kernel_(SKYLAKEX|HASWELL|SANDYBRIDGE|COOPERLAKE)"
                    r"|_(in|on|it|ot)copy_|^[sd]dot|^[sd]axpy"),

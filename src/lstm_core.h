@@ -28,8 +28,10 @@
  *   are distinct and non-overlapping (the row kernels are declared restrict so that the
  *   compiler vectorises them: "in/out" buffers are updated in place instead of aliased).
  *
- * GEMM.  All matrix products go through a caller-provided row-major GEMM (in lstm_core it
- *   wraps scipy.linalg.cython_blas):
+ * GEMM.  The matrix products that do not use the built-in kernels (the packed one, see
+ *   Packed recurrent products, and for one row times weights given as they are, the matvec
+ *   of lstm_matvec.inc, whose bits are the same in every dispatch clone) go through a
+ *   caller-provided row-major GEMM (in lstm_core it wraps scipy.linalg.cython_blas):
  *     c[m,n] = alpha * op(a) @ op(b) + beta * c,   op(a) = a^T if trans_a else a
  *   with leading dimensions lda, ldb, ldc in elements.  It must accept zero sizes, and
  *   beta == 0 must ignore the previous content of c (NaN included).  The drivers call it

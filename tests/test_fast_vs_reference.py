@@ -179,3 +179,42 @@ def test_small_one_task_calls_off_the_blas(training, dtype):
     cache, ref_cache = check_forward(p, dtype, training=training)
     if training:
         check_backward(cache, ref_cache, p.dy, p.dh_n, p.dc_n, dtype)
+
+
+# A batch of one too short to pack the weights (T * B < 8) multiplies its row by them with
+# the matvec kernel (src/lstm_matvec.inc): blocks of 16 float32 or 8 float64 rows of W (G = 4H
+# rows: below one block with H = 1, whole blocks with H = 4, whole ones then a partial one
+# with H = 17), each row cut into 64-byte vectors, the last zero-padded (K = I: 1, 15, 16, 17,
+# 40; K = H).  The training forward projects T = 5 rows at once (a GEMM) and steps with the
+# matvec; the cell projects its one row with it too.
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("H", [1, 4, 17])
+@pytest.mark.parametrize("I", [1, 15, 16, 17, 40])
+def test_one_row_matvec_edges(I, H, dtype):
+    p = Problem(5, 1, I, H, seed=I * 100 + H)
+    cache, ref_cache = check_forward(p, dtype)
+    check_backward(cache, ref_cache, p.dy, p.dh_n, p.dc_n, dtype)
+    x, w_ih, w_hh, b, h0, c0 = p.args(dtype)
+    h1, c1 = lc.lstm_cell(x[0], h0, c0, w_ih, w_hh, b)
+    r_h1, r_c1 = ref.lstm_cell(*(np.float64(a) for a in (x[0], h0, c0, w_ih, w_hh, b)))
+    assert_close(h1, r_h1, "h1")
+    assert_close(c1, r_c1, "c1")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_one_row_sums_do_not_depend_on_their_block(dtype):
+    """The matvec kernel folds a whole block of rows with vector shuffles and the rows after
+    the last whole block one by one, by the same tree: a unit's gate sums are the same bits
+    wherever its rows of W fall.  With H = 17 (G = 68 rows: 64 in whole blocks, then 4), the
+    output gates of units 13-16 fall in the partial block; reversing the units moves them into
+    whole ones.  With h = 0 the recurrent products add exact zeros (their order is moot), so
+    the cell must give the same bits, reversed."""
+    H = 17
+    x, w_ih, w_hh, b, _, c0 = Problem(1, 1, 40, H, seed=3).args(dtype)
+    h0 = np.zeros_like(c0)
+    h1, c1 = lc.lstm_cell(x[0], h0, c0, w_ih, w_hh, b)
+    units = np.arange(H)[::-1]
+    rows = np.concatenate([q * H + units for q in range(4)])
+    h1r, c1r = lc.lstm_cell(x[0], h0, c0[:, units], w_ih[rows], w_hh[rows][:, units], b[rows])
+    np.testing.assert_array_equal(h1r[:, units], h1)
+    np.testing.assert_array_equal(c1r[:, units], c1)
