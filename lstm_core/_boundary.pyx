@@ -290,6 +290,22 @@ cdef give_workspace(cnp.ndarray arr):
         total -= cnp.PyArray_NBYTES(spare)
 
 
+def take_scratch(tuple shape, dtype):
+    """(spare, view): a spare of the pool and a C-contiguous view of it with this shape and
+    dtype, for a Python layer's array that never leaves its call (lstm_core/layers.py, the
+    reversed input of an inference).  Give the spare back with give_scratch."""
+    cdef Py_ssize_t count = 1
+    for n in shape:
+        count *= n
+    cdef cnp.ndarray spare = take_workspace(count, cnp.dtype(dtype).num)
+    return spare, spare[:count].reshape(shape)
+
+
+def give_scratch(spare):
+    """Return the spare of take_scratch to the pool once its view is no longer used."""
+    give_workspace(spare)
+
+
 def free_workspace():
     """Release the workspace buffers the kernels keep between calls (see README, Memory)."""
     _spares.clear()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from lstm_core import _boundary
+from lstm_core import _boundary, layers
 from lstm_problems import Problem
 
 DTYPES = [np.float32, np.float64]
@@ -136,3 +136,35 @@ def test_the_rnn_and_gru_on_reused_workspace_give_the_bits_of_fresh_workspace(dt
     rnn_and_gru(9, 6, 5, 20, dtype, None)  # another problem's buffers, then NaN
     assert poison_spares() > 0
     assert_same_bits(rnn_and_gru(T, B, I, H, dtype, lengths), fresh)
+
+
+@pytest.mark.parametrize("lengths", [False, True])
+@pytest.mark.parametrize("cls", [lc.LSTM, lc.GRU])
+def test_a_bidirectional_inference_reverses_its_input_into_the_pool(cls, lengths, monkeypatch):
+    """In eval mode a bidirectional layer's reversed input is a pool buffer (layers.py), one
+    per layer, each given back: on stale NaN buffers, the same bits as on fresh ones."""
+    T, B, I, H = 6, 4, 5, 7
+    model = cls(I, H, num_layers=2, bidirectional=True, seed=3).eval()
+    x = np.random.default_rng(4).standard_normal((T, B, I)).astype(np.float32)
+    lengths = np.array([6, 0, 2, 5]) if lengths else None
+    taken, given = [], []
+
+    def take(shape, dtype):
+        spare, view = _boundary.take_scratch(shape, dtype)
+        taken.append(spare)
+        return spare, view
+
+    monkeypatch.setattr(layers, "take_scratch", take)
+    def give(spare):
+        if spare is not None:  # None: the forward direction took none
+            given.append(spare)
+        _boundary.give_scratch(spare)
+
+    monkeypatch.setattr(layers, "give_scratch", give)
+    flat = lambda out: [out[0], *out[1]]  # noqa: E731  y, then each final state
+    fresh = flat(model(x, lengths=lengths))
+    assert len(taken) == 2 and [id(a) for a in given] == [id(a) for a in taken]
+    assert poison_spares() > 0
+    assert_same_bits(flat(model(x, lengths=lengths)), fresh)
+    model.train()  # training keeps the reversed input in its cache: a new array, same output
+    assert_same_bits(flat(model(x, lengths=lengths)), fresh)
