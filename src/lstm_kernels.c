@@ -25,7 +25,7 @@
 #define SIGMOID sigmoid_f32
 #define TANH tanh_f32
 #define PANEL 32 /* float32 in two 64-byte vectors */
-#define LSTM_MATVEC_FLOAT 1
+#define REAL_IS_FLOAT 1
 #include "lstm_kernels.inc"
 
 #define real double
@@ -35,5 +35,5 @@
 #define SIGMOID sigmoid_f64
 #define TANH tanh_f64
 #define PANEL 16
-#define LSTM_MATVEC_FLOAT 0
+#define REAL_IS_FLOAT 0
 #include "lstm_kernels.inc"
