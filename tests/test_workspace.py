@@ -168,3 +168,37 @@ def test_a_bidirectional_inference_reverses_its_input_into_the_pool(cls, lengths
     assert_same_bits(flat(model(x, lengths=lengths)), fresh)
     model.train()  # training keeps the reversed input in its cache: a new array, same output
     assert_same_bits(flat(model(x, lengths=lengths)), fresh)
+
+
+def _training_cache(seed=0):
+    x, w_ih, w_hh, b, h0, c0 = Problem(9, 5, 6, 20, seed=seed).args(np.float32)
+    return lc.lstm_forward(x, w_ih, w_hh, b, h0, c0)[3]
+
+
+@pytest.mark.parametrize("keep", ["nothing", "gates", "slice of h", "gate trace"])
+def test_a_dropped_cache_gives_its_memory_back_unless_something_views_it(keep):
+    """The saved activations live in one pool buffer (lstm_core/_lstm.pyx, LSTMCache), given
+    back when the cache goes: a training loop reuses it instead of faulting in fresh memory.
+    Anything still viewing the activations keeps the buffer out of the pool, so that the next
+    calls cannot overwrite what it sees."""
+    cache = _training_cache()
+    kept = {"nothing": None, "gates": cache.gates, "slice of h": cache.h[1:, :2],
+            "gate trace": lc.gate_trace(cache) if keep == "gate trace" else None}[keep]
+    expected = None if kept is None else copy_of(kept)
+    before = {id(spare) for spare in _boundary._spare_buffers()}
+    del cache
+    returned = {id(spare) for spare in _boundary._spare_buffers()} - before
+    assert len(returned) == (1 if keep == "nothing" else 0)
+    for seed in (1, 2):  # calls that take every spare there is, then poisoned ones
+        _training_cache(seed)
+        poison_spares()
+    if kept is not None:
+        assert_same_bits(flatten(kept), flatten(expected))
+
+
+def copy_of(kept):
+    return {k: v.copy() for k, v in kept.items()} if isinstance(kept, dict) else kept.copy()
+
+
+def flatten(kept):
+    return [kept[k] for k in sorted(kept)] if isinstance(kept, dict) else [kept]
