@@ -110,9 +110,17 @@ cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssi
 
 # ----------------------------------------------------------------------------- the cache
 
+cdef extern from *:
+    """
+    /* Py_REFCNT of a borrowed pointer: no reference taken to count them */
+    static Py_ssize_t lstm_references(PyObject *o) { return Py_REFCNT(o); }
+    """
+    Py_ssize_t lstm_references(PyObject *o) noexcept
+
+
 cdef inline bint _sole(PyObject *arr) noexcept:
     """Whether the one reference to arr is the one looked at (None never is)."""
-    return arr.ob_refcnt == 1
+    return lstm_references(arr) == 1
 
 
 @cython.final
@@ -152,8 +160,9 @@ cdef class LSTMCache:
         cdef PyObject *owner = cnp.PyArray_BASE(self.memory)
         if owner == NULL:
             owner = <PyObject *>self.memory
-        if (owner.ob_refcnt == 5 and _sole(<PyObject *>self.gates) and _sole(<PyObject *>self.c)
-                and _sole(<PyObject *>self.tanh_c) and _sole(<PyObject *>self.h)):
+        if (lstm_references(owner) == 5 and _sole(<PyObject *>self.gates)
+                and _sole(<PyObject *>self.c) and _sole(<PyObject *>self.tanh_c)
+                and _sole(<PyObject *>self.h)):
             give_workspace(self.memory)
 
     def __init__(self):
