@@ -38,8 +38,9 @@ ctypedef fused real:
 # products") whenever the call runs at least PANELS_MIN_ROWS rows of them (T steps of B rows):
 # packing w_hh costs about one product with one row, so below that the BLAS is cheaper (or,
 # for one row, the matvec kernel of src/lstm_matvec.inc, which reads the weights as they
-# are); above it, the BLAS repacks w_hh on every step and the packed kernel does not.  The streaming cell (T = 1) therefore packs only for B >= 8, and a cell step
-# and a one-step sequence always take the same kernel (same bits).
+# are); above it, the BLAS repacks w_hh on every step and the packed kernel does not.  The
+# streaming cell (T = 1) therefore packs only for B >= 8, and a cell step and a one-step
+# sequence always take the same kernel (same bits).
 cdef enum:
     PANELS_MIN_ROWS = 8
 
