@@ -1,5 +1,6 @@
 # Argument checking and allocation shared by the Cython boundaries; see _boundary.pyx.
 cimport numpy as cnp
+from cpython.ref cimport PyObject
 
 # Inference mode projects the input of several steps with one GEMM; it takes as many steps
 # as make about this many rows, so the GEMM stays efficient while the workspace stays
@@ -30,6 +31,8 @@ cdef cnp.ndarray empty(tuple shape, int typenum)
 cdef cnp.ndarray zeros(tuple shape, int typenum)
 cdef cnp.ndarray take_workspace(Py_ssize_t count, int typenum)
 cdef give_workspace(cnp.ndarray arr)
+cdef tuple pooled_views(tuple shapes, int typenum)
+cdef void give_views_back(PyObject *memory, PyObject **views, int count) noexcept
 
 
 cdef inline void *data_of(cnp.ndarray arr):

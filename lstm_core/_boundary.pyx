@@ -6,6 +6,7 @@
 # C-contiguous and aligned by one copy when they are not, after every check has passed.
 
 cimport numpy as cnp
+from cpython.ref cimport PyObject
 from libc.limits cimport INT_MAX
 
 import os
@@ -288,6 +289,53 @@ cdef give_workspace(cnp.ndarray arr):
     while len(_spares) > SPARES or total > SPARE_BYTES:
         spare = _spares.pop(0)
         total -= cnp.PyArray_NBYTES(spare)
+
+
+cdef tuple pooled_views(tuple shapes, int typenum):
+    """(memory, views): one workspace buffer and C-contiguous views of it with these shapes,
+    each starting on a 64-byte boundary (as the buffer does, empty()).  A training cache's
+    activations: the cache gives the memory back with give_views_back when it goes."""
+    cdef Py_ssize_t line = 64 // cnp.PyArray_DescrFromType(typenum).itemsize
+    cdef Py_ssize_t total = 0, count
+    cdef list spans = []
+    for shape in shapes:
+        count = 1
+        for n in shape:
+            count *= n
+        spans.append((total, count))
+        total += (count + line - 1) // line * line
+    cdef cnp.ndarray memory = take_workspace(total, typenum)
+    return memory, tuple(memory[start:start + count].reshape(shape)
+                         for (start, count), shape in zip(spans, shapes))
+
+
+cdef extern from *:
+    """
+    /* Borrowed pointers in, no reference taken: what Py_REFCNT counts is what others hold. */
+    static Py_ssize_t lstm_references(PyObject *o) { return Py_REFCNT(o); }
+    static PyObject *lstm_array_base(PyObject *a) { return PyArray_BASE((PyArrayObject *)a); }
+    """
+    Py_ssize_t lstm_references(PyObject *o) noexcept
+    PyObject *lstm_array_base(PyObject *a) noexcept
+
+
+cdef void give_views_back(PyObject *memory, PyObject **views, int count) noexcept:
+    """From a cache's __dealloc__, with borrowed pointers to its pooled_views memory and its
+    views (attributes of the cache): give the memory back to the pool when nothing but the
+    cache references the views or the memory's owner (the buffer itself, or the array it
+    views: referenced once by memory or the cache, and once by each view, whose own base it
+    is; numpy makes any view of a view reference the owner too).  A cache's memory goes back
+    only when no gate trace, no cache.gates and no slice of it outlives the cache.  After a
+    cycle collection an attribute may be None already: then nothing is given back."""
+    cdef PyObject *owner = lstm_array_base(memory)
+    if owner == NULL:
+        owner = memory
+    if lstm_references(owner) != 1 + count:
+        return
+    for i in range(count):
+        if lstm_references(views[i]) != 1:
+            return
+    give_workspace(<cnp.ndarray>memory)
 
 
 def take_scratch(tuple shape, dtype):

@@ -16,8 +16,8 @@ from libc.limits cimport INT_MAX
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    give_workspace, inference_chunk, lengths_of, require_fit, restore_float_env, sequence,
-    shape_of, state, take_workspace, weights, zeros,
+    give_views_back, give_workspace, inference_chunk, lengths_of, pooled_views, require_fit,
+    restore_float_env, sequence, shape_of, state, take_workspace, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64,
@@ -111,19 +111,6 @@ cdef cnp.ndarray _panels_buffer(Py_ssize_t T, Py_ssize_t B, Py_ssize_t K, Py_ssi
 
 # ----------------------------------------------------------------------------- the cache
 
-cdef extern from *:
-    """
-    /* Py_REFCNT of a borrowed pointer: no reference taken to count them */
-    static Py_ssize_t lstm_references(PyObject *o) { return Py_REFCNT(o); }
-    """
-    Py_ssize_t lstm_references(PyObject *o) noexcept
-
-
-cdef inline bint _sole(PyObject *arr) noexcept:
-    """Whether the one reference to arr is the one looked at (None never is)."""
-    return lstm_references(arr) == 1
-
-
 @cython.final
 cdef class LSTMCache:
     """What lstm_backward needs from one training-mode lstm_forward call.
@@ -149,22 +136,12 @@ cdef class LSTMCache:
     def __dealloc__(self):
         # A training loop drops each step's cache before the next step's forward: back in
         # the pool, its memory serves that forward instead of pages faulted in afresh (~2 us
-        # each here; S2's training step faulted in 1574 of them, ~20% of its time).  Only
-        # when this cache holds the sole reference to each view (no gate trace, no
-        # cache.gates or a view of it kept by the caller).  After a cycle collection the
-        # views may be gone: then nothing is given back.
-        if self.memory is None:
-            return
-        # The memory's owner (the buffer itself, or the array it views) is referenced once by
-        # the buffer (or cache.memory) and once by each view, whose own base it is; numpy
-        # makes any further view of a view reference the owner too.
-        cdef PyObject *owner = cnp.PyArray_BASE(self.memory)
-        if owner == NULL:
-            owner = <PyObject *>self.memory
-        if (lstm_references(owner) == 5 and _sole(<PyObject *>self.gates)
-                and _sole(<PyObject *>self.c) and _sole(<PyObject *>self.tanh_c)
-                and _sole(<PyObject *>self.h)):
-            give_workspace(self.memory)
+        # each here; S2's training step faulted in 1574 of them, ~20% of its time).
+        cdef PyObject *views[4]
+        if self.memory is not None:
+            views[0], views[1] = <PyObject *>self.gates, <PyObject *>self.c
+            views[2], views[3] = <PyObject *>self.tanh_c, <PyObject *>self.h
+            give_views_back(<PyObject *>self.memory, views, 4)
 
     def __init__(self):
         raise TypeError("LSTMCache objects are created by lstm_forward(..., training=True)")
@@ -182,30 +159,13 @@ cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bin
     cache.x, cache.w_ih, cache.w_hh, cache.has_bias, cache.lengths, cache.typenum = (
         x, w_ih, w_hh, has_bias, lengths, typenum)
     shapes = ((T, B, 4 * H), (T + 1, B, H), (T, B, H), (T + 1, B, H))
-    cache.memory, views = _pooled_views(shapes, typenum)
+    cache.memory, views = pooled_views(shapes, typenum)
     cache.gates, cache.c, cache.tanh_c, cache.h = views
     cache.c32 = lstm_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.c),
                                <float *>data_of(cache.tanh_c), <float *>data_of(cache.h))
     cache.c64 = lstm_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.c),
                                <double *>data_of(cache.tanh_c), <double *>data_of(cache.h))
     return cache
-
-
-cdef tuple _pooled_views(tuple shapes, int typenum):
-    """(buffer, views): one workspace buffer and C-contiguous views of it with these shapes,
-    each starting on a 64-byte boundary (as the buffer does, _boundary.empty)."""
-    cdef Py_ssize_t line = 64 // cnp.PyArray_DescrFromType(typenum).itemsize
-    cdef Py_ssize_t total = 0, count
-    cdef list spans = []
-    for shape in shapes:
-        count = 1
-        for n in shape:
-            count *= n
-        spans.append((total, count))
-        total += (count + line - 1) // line * line
-    cdef cnp.ndarray memory = take_workspace(total, typenum)
-    return memory, tuple(memory[start:start + count].reshape(shape)
-                         for (start, count), shape in zip(spans, shapes))
 
 
 cdef void _freeze(LSTMCache cache):

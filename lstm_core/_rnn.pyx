@@ -8,12 +8,13 @@
 
 cimport cython
 cimport numpy as cnp
+from cpython.ref cimport PyObject
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    give_workspace, inference_chunk, lengths_of, require_fit, restore_float_env, sequence,
-    shape_of, state, take_workspace, weights, zeros,
+    give_views_back, give_workspace, inference_chunk, lengths_of, pooled_views, require_fit,
+    restore_float_env, sequence, shape_of, state, take_workspace, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
@@ -71,6 +72,14 @@ cdef class RNNCache:
     cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, h
     cdef readonly bint has_bias
     cdef int typenum
+    cdef cnp.ndarray memory  # the pool buffer that h views
+
+    def __dealloc__(self):
+        # back to the pool when nothing else views h (as LSTMCache's activations)
+        cdef PyObject *views[1]
+        if self.memory is not None:
+            views[0] = <PyObject *>self.h
+            give_views_back(<PyObject *>self.memory, views, 1)
 
     def __init__(self):
         raise TypeError("RNNCache objects are created by rnn_forward(..., training=True)")
@@ -160,10 +169,10 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
     cdef cnp.ndarray y = empty((T, B, H), typenum)
     cdef cnp.ndarray h_n = empty((B, H), typenum)
-    cdef cnp.ndarray h_cache = None, work = None
+    cdef cnp.ndarray h_cache = None, work = None, memory = None
     cdef int chunk = 1
     if training:
-        h_cache = empty((T + 1, B, H), typenum)
+        memory, (h_cache,) = pooled_views(((T + 1, B, H),), typenum)
     else:
         chunk = inference_chunk(T, B)
         work = take_workspace(chunk * B * H, typenum)
@@ -178,6 +187,7 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
         return y, h_n, None
     cdef RNNCache cache = RNNCache.__new__(RNNCache)
     cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.h = ax, a_ih, a_hh, a_lengths, h_cache
+    cache.memory = memory
     cache.has_bias, cache.typenum = a_bias is not None, typenum
     _freeze((h_cache,))
     return y, h_n, cache
@@ -233,6 +243,15 @@ cdef class GRUCache:
     cdef int typenum
     cdef gru_cache_f32 c32
     cdef gru_cache_f64 c64
+    cdef cnp.ndarray memory  # the pool buffer that gates, hn and h view
+
+    def __dealloc__(self):
+        # back to the pool when nothing else views them (as LSTMCache's activations)
+        cdef PyObject *views[3]
+        if self.memory is not None:
+            views[0], views[1] = <PyObject *>self.gates, <PyObject *>self.hn
+            views[2] = <PyObject *>self.h
+            give_views_back(<PyObject *>self.memory, views, 3)
 
     def __init__(self):
         raise TypeError("GRUCache objects are created by gru_forward(..., training=True)")
@@ -307,9 +326,8 @@ cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
     cdef GRUCache cache = GRUCache.__new__(GRUCache)
     cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.typenum = x, w_ih, w_hh, lengths, typenum
     cache.has_b_ih, cache.has_b_hh = has_b_ih, has_b_hh
-    cache.gates = empty((T, B, 3 * H), typenum)
-    cache.hn = empty((T, B, H), typenum)
-    cache.h = empty((T + 1, B, H), typenum)
+    cache.memory, (cache.gates, cache.hn, cache.h) = pooled_views(
+        ((T, B, 3 * H), (T, B, H), (T + 1, B, H)), typenum)
     cache.c32 = gru_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.hn),
                               <float *>data_of(cache.h))
     cache.c64 = gru_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.hn),

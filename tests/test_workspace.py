@@ -170,27 +170,46 @@ def test_a_bidirectional_inference_reverses_its_input_into_the_pool(cls, lengths
     assert_same_bits(flat(model(x, lengths=lengths)), fresh)
 
 
-def _training_cache(seed=0):
-    x, w_ih, w_hh, b, h0, c0 = Problem(9, 5, 6, 20, seed=seed).args(np.float32)
-    return lc.lstm_forward(x, w_ih, w_hh, b, h0, c0)[3]
+def _training_cache(kind, seed=0):
+    """A training-mode cache of an LSTM, GRU or RNN forward (seeded, non-zero biases)."""
+    T, B, I, H = 9, 5, 6, 20
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w_ih = (0.3 * rng.standard_normal((gates * H, I))).astype(np.float32)
+    w_hh = (0.3 * rng.standard_normal((gates * H, H))).astype(np.float32)
+    bias = (0.2 + rng.standard_normal(gates * H)).astype(np.float32)
+    h0 = rng.uniform(-0.9, 0.9, (B, H)).astype(np.float32)
+    if kind == "gru":  # b_ih and b_hh apart
+        return lc.gru_forward(x, w_ih, w_hh, bias, -bias, h0)[-1]
+    forward = {"lstm": lc.lstm_forward, "rnn": lc.rnn_forward}[kind]
+    return forward(x, w_ih, w_hh, bias, h0)[-1]
 
 
-@pytest.mark.parametrize("keep", ["nothing", "gates", "slice of h", "gate trace"])
-def test_a_dropped_cache_gives_its_memory_back_unless_something_views_it(keep):
-    """The saved activations live in one pool buffer (lstm_core/_lstm.pyx, LSTMCache), given
-    back when the cache goes: a training loop reuses it instead of faulting in fresh memory.
-    Anything still viewing the activations keeps the buffer out of the pool, so that the next
-    calls cannot overwrite what it sees."""
-    cache = _training_cache()
-    kept = {"nothing": None, "gates": cache.gates, "slice of h": cache.h[1:, :2],
-            "gate trace": lc.gate_trace(cache) if keep == "gate trace" else None}[keep]
+KEPT = {
+    "nothing": lambda cache: None,
+    "h": lambda cache: cache.h,
+    "slice of h": lambda cache: cache.h[1:, :2],
+    "gate trace": lambda cache: lc.gate_trace(cache),
+}
+
+
+@pytest.mark.parametrize("kind,keep", [("lstm", k) for k in KEPT]
+                         + [(kind, k) for kind in ("gru", "rnn") for k in ("nothing", "h")])
+def test_a_dropped_cache_gives_its_memory_back_unless_something_views_it(kind, keep):
+    """A training cache's saved activations live in one pool buffer (lstm_core/_boundary.pyx,
+    pooled_views), given back when the cache goes: a training loop reuses it instead of
+    faulting in fresh memory.  Anything still viewing the activations keeps the buffer out
+    of the pool, so that the next calls cannot overwrite what it sees."""
+    cache = _training_cache(kind)
+    kept = KEPT[keep](cache)
     expected = None if kept is None else copy_of(kept)
     before = {id(spare) for spare in _boundary._spare_buffers()}
     del cache
     returned = {id(spare) for spare in _boundary._spare_buffers()} - before
     assert len(returned) == (1 if keep == "nothing" else 0)
     for seed in (1, 2):  # calls that take every spare there is, then poisoned ones
-        _training_cache(seed)
+        _training_cache(kind, seed)
         poison_spares()
     if kept is not None:
         assert_same_bits(flatten(kept), flatten(expected))
