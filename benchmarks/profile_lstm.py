@@ -48,7 +48,7 @@ WARM_UP_S = 1.0
 CATEGORIES = (
     ("pointwise gates", r"lstm_cell_(forward|backward)|postgemm|activate_row|update_row"
                         r"|backward_row|eltwise"),
-    ("packing / reorder", r"pack_range|reorder"),
+    ("packing / reorder", r"pack_range|transpose_run|reorder"),
     ("GEMM: lstm_core packed kernel", r"panel_block|wide_block|panels_product|matvec"),
     ("GEMM: oneDNN", r"brgemm|jit_.*gemm|gemm_driver"),
     ("GEMM: BLAS", r"^[sd]gemm|^[sd]gemv|_kernel_(SKYLAKEX|HASWELL|SANDYBRIDGE|COOPERLAKE)"

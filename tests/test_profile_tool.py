@@ -20,6 +20,7 @@ def tool():
     ("panel_block_f32.arch_x86_64_v4", "GEMM: lstm_core packed kernel"),
     ("wide_block_f64.arch_x86_64_v3", "GEMM: lstm_core packed kernel"),
     ("matvec_f32.arch_x86_64_v4", "GEMM: lstm_core packed kernel"),  # one row, unpacked
+    ("transpose_run_f32.arch_x86_64_v4", "packing / reorder"),
     ("sgemm_kernel_SKYLAKEX", "GEMM: BLAS"),
     ("sgemm_incopy_SKYLAKEX", "GEMM: BLAS"),
     ("jit_brgemm_kernel_t.2", "GEMM: oneDNN"),
