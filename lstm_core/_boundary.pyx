@@ -342,11 +342,8 @@ def take_scratch(tuple shape, dtype):
     """(spare, view): a spare of the pool and a C-contiguous view of it with this shape and
     dtype, for a Python layer's array that never leaves its call (lstm_core/layers.py, the
     reversed input of an inference).  Give the spare back with give_scratch."""
-    cdef Py_ssize_t count = 1
-    for n in shape:
-        count *= n
-    cdef cnp.ndarray spare = take_workspace(count, cnp.dtype(dtype).num)
-    return spare, spare[:count].reshape(shape)
+    spare, views = pooled_views((shape,), cnp.dtype(dtype).num)
+    return spare, views[0]
 
 
 def give_scratch(spare):

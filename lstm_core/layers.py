@@ -81,19 +81,19 @@ def _reversal(lengths, T, B):
     return t_index, np.arange(B)[None, :]
 
 
-def _reverse(a, reversal):
-    """a (T, B, ·) reversed in time, as a new C-contiguous array."""
-    if reversal is None:
-        return np.ascontiguousarray(a[::-1])
-    return a[reversal]
-
-
 def _reverse_into(out, a, reversal):
-    """out[...] = _reverse(a, reversal), without a temporary."""
+    """out[...] = a (T, B, ·) reversed in time (each sequence within its length), in place."""
     if reversal is None:
         np.copyto(out, a[::-1])
     else:
         out[reversal] = a  # the map is its own inverse
+
+
+def _reverse(a, reversal):
+    """a reversed in time as _reverse_into does, into a new C-contiguous array."""
+    out = np.empty(a.shape, a.dtype)
+    _reverse_into(out, a, reversal)
+    return out
 
 
 class Module:
