@@ -47,7 +47,9 @@
  *   - by columns: the tasks meet at a barrier once per step.  Each computes its share of the
  *     panels of the step's products (see Packed recurrent products), which hold whole hidden
  *     units, and the pointwise pass of those units.  Each thread then streams only its share
- *     of the weights per step, which can stay in that core's cache;
+ *     of the weights per step, which can stay in that core's cache.  The shares are claimed
+ *     at run time, in chunks of whole units: a task done with its own chunks takes the last
+ *     unclaimed chunks of the others;
  *   - by rows (by_rows): each task runs the whole loop over a range of batch rows (whole
  *     blocks of 8), all columns, with no barrier: each row is an independent sequence.
  *     Cheaper when every thread's cache holds all the weights.

@@ -18,6 +18,10 @@
 #define FUSED_MULTIPLY_ADD
 #endif
 
+/* The most chunks a split forward step is shared out in at run time (forward_chunks in
+ * lstm_kernels.inc): its claims sit on the stack of lstm_forward. */
+#define STEAL_CHUNKS 64
+
 #define real float
 #define FN(name) name##_f32
 #define CACHE lstm_cache_f32

@@ -225,3 +225,26 @@ def test_forked_child_splits_its_loop_too(tmp_path):
     result = run_python(FORK_SCRIPT, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_chunks_claimed_at_run_time_give_the_same_bits(threads, split):
+    """Split by columns, each step's chunks of hidden units go to whichever thread claims them
+    first (src/lstm_kernels.inc, forward_chunks and backward_chunks), which changes from call
+    to call.  Three threads on this machine's two CPUs: one of them is often descheduled in
+    the middle of a step and its chunks are taken by the others.  Every call must give the
+    same bits, and the values of the reference."""
+    T, B, I, H = 20, 8, 24, 160  # 10 chunks of gate panels, 5 of dh's panels
+    p = Problem(T, B, I, H, seed=3)
+    split("columns")
+    threads(3)
+    for parts, by_rows in parts_of((T, B, I, H), 4):
+        assert parts == 3 and not by_rows, ("not split 3 ways by columns", parts, by_rows)
+    first = everything(p, np.float32, None)
+    y, h_n, c_n, _ = ref.lstm_forward(*p.args(np.float64))
+    assert_close(first["y"], y, "y")
+    assert_close(first["c_n"], c_n, "c_n")
+    for _ in range(20):
+        again = everything(p, np.float32, None)
+        for name, value in first.items():
+            if value is not None:
+                np.testing.assert_array_equal(again[name], value, err_msg=name)
