@@ -9,6 +9,7 @@
 #include "lstm_activations.h"
 #include "lstm_core.h"
 #include "lstm_dispatch.h"
+#include "lstm_shares.h"
 
 /* The packed product fuses multiply-adds into FMAs where the instruction set has them
  * (everything else is compiled with -std=c99, which does not). */
@@ -17,10 +18,6 @@
 #else
 #define FUSED_MULTIPLY_ADD
 #endif
-
-/* The most chunks a split forward step is shared out in at run time (forward_chunks in
- * lstm_kernels.inc): its claims sit on the stack of lstm_forward. */
-#define STEAL_CHUNKS 64
 
 #define real float
 #define FN(name) name##_f32
