@@ -22,24 +22,14 @@
 
 #define LSTM_MAX_CHUNKS 64
 
-/* The part of [0, n) that task `part` of `parts` owns: whole blocks of `unit` (the last one
- * cut at n). */
+/* The part of [0, n) that task `part` of `parts` owns, or chunk `part` of `parts` chunks:
+ * whole blocks of `unit` (the last one cut at n). */
 static inline void lstm_share(int part, int parts, ptrdiff_t n, ptrdiff_t unit,
                               ptrdiff_t *begin, ptrdiff_t *end)
 {
     const ptrdiff_t units = (n + unit - 1) / unit;
     const ptrdiff_t u0 = units * part / parts * unit;
     const ptrdiff_t u1 = units * (part + 1) / parts * unit;
-    *begin = u0 < n ? u0 : n;
-    *end = u1 < n ? u1 : n;
-}
-
-/* Chunk c of [0, n) cut into `chunks` chunks of whole blocks of `unit`: [*begin, *end). */
-static inline void lstm_chunk(ptrdiff_t c, ptrdiff_t chunks, ptrdiff_t n, ptrdiff_t unit,
-                              ptrdiff_t *begin, ptrdiff_t *end)
-{
-    const ptrdiff_t units = (n + unit - 1) / unit;
-    const ptrdiff_t u0 = c * units / chunks * unit, u1 = (c + 1) * units / chunks * unit;
     *begin = u0 < n ? u0 : n;
     *end = u1 < n ? u1 : n;
 }
