@@ -22,10 +22,11 @@ from lstm_core.optim import Adam, clip_grad_norm
 
 
 class History(dict):
-    """Metric name -> list of one value per epoch: "loss" (the mean over the epoch's batches,
-    as they were trained), "val_loss", "accuracy" and "val_accuracy" (integer labels), "lr"
-    (the learning rate at the start of the epoch).  Attributes: best_epoch (0-based, the epoch early stopping
-    judged best, or None without patience), stopped_early (bool)."""
+    """Metric name -> list of one value per epoch: "loss" (the mean over the epoch's counted
+    targets, padding steps excluded, each batch's loss as it was trained), "val_loss",
+    "accuracy" and "val_accuracy" (integer labels), "lr" (the learning rate at the start of
+    the epoch).  Attributes: best_epoch (0-based, the epoch early stopping judged best, or
+    None without patience), stopped_early (bool)."""
 
     best_epoch = None
     stopped_early = False
@@ -158,8 +159,9 @@ def _hits(out, labels, mask):
 
 
 class _Totals:
-    """Running sums of one epoch: each batch's loss weighted by its number of targets (steps
-    times sequences for per-step targets), and the hits and counts behind the accuracy."""
+    """Running sums of one epoch: each batch's loss weighted by its number of counted targets
+    (valid steps times sequences for per-step targets), and the hits and counts behind the
+    accuracy."""
 
     def __init__(self):
         self.loss = self.weight = self.hits = self.counted = 0.0
@@ -176,8 +178,14 @@ def _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm, hx=No
     if clip_norm is not None:
         clip_grad_norm(model.grads, clip_norm)
     optimizer.step(model.grads)
-    weight = x.shape[data.batch_axis] * x.shape[data.time_axis] if data.per_step \
-        else x.shape[data.batch_axis]
+    # the loss is a mean over the batch's counted targets: weight it by their number, so the
+    # epoch's loss is the mean over all its targets (chunks of truncated BPTT may be shorter)
+    if mask is not None:
+        weight = int(np.count_nonzero(mask))
+    elif data.per_step:
+        weight = x.shape[data.batch_axis] * x.shape[data.time_axis]
+    else:
+        weight = x.shape[data.batch_axis]
     totals.loss += loss * weight
     totals.weight += weight
     if y.dtype.kind in "iu":

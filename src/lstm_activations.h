@@ -21,8 +21,9 @@
  * within a few ulps of the correctly rounded value; the bound the tests enforce is stated
  * there.  Saturation: tanh returns exactly +-1 for |z| beyond TANH_BIG; sigmoid returns
  * exactly 1 for large z and exactly 0 when the true value is below the smallest normal
- * number (z < -87.3 in float32, z < -708.3 in float64) instead of a subnormal: an absolute
- * error below 1.2e-38 / 2.3e-308, which keeps slow subnormal arithmetic out of the cell.
+ * number (z < -126 ln 2 = -87.34 in float32, z < -1022 ln 2 = -708.40 in float64) instead
+ * of a subnormal: an absolute error below 1.2e-38 / 2.3e-308, which keeps slow subnormal
+ * arithmetic out of the cell.
  * NaN in gives NaN out; +-inf saturate.
  *
  * These rely on IEEE semantics and on evaluation in the written order: the package is
@@ -36,7 +37,7 @@
 
 /* ---------------------------------------------------------------- float32 */
 
-#define EXP_LOW_F32 (-87.33f)  /* exp(x) below the smallest normal float: return 0 */
+#define EXP_LOW_F32 (-87.33654f) /* the least float with exp(x) >= the smallest normal: -126 ln 2 */
 #define TANH_BIG_F32 (9.5f)    /* tanh(9.5) rounds to 1 in float32 */
 
 /* Range reduction of x <= 0: returns q = expm1(r) and the scale 2^n through *scale. */
@@ -87,7 +88,7 @@ static inline float tanh_f32(float z)
 
 /* ---------------------------------------------------------------- float64 */
 
-#define EXP_LOW_F64 (-708.39)  /* exp(x) below the smallest normal double: return 0 */
+#define EXP_LOW_F64 (-708.3964185322641) /* the least double with exp(x) >= 2^-1022 */
 #define TANH_BIG_F64 (19.5)    /* tanh(19.5) rounds to 1 in float64 */
 
 static inline double reduce_f64(double x, double *scale)

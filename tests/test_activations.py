@@ -95,3 +95,52 @@ def test_symmetry():
         s_neg, t_neg = activations(-z, dtype)
         np.testing.assert_array_equal(t_neg, -t_pos)  # tanh is odd, bit for bit
         np.testing.assert_allclose(s_pos + s_neg, 1.0, rtol=0, atol=2 * np.finfo(dtype).eps)
+
+
+def every_float(lo, hi, dtype):
+    """Every number of dtype in [lo, hi] (lo and hi of one sign), in increasing order."""
+    bits = np.dtype({np.float32: np.int32, np.float64: np.int64}[dtype])
+    a, b = sorted(int(v) for v in np.asarray([lo, hi], dtype).view(bits))
+    return np.arange(a, b + 1, dtype=bits).view(dtype)
+
+
+# The edges of the approximations (src/lstm_activations.h), where a constant a little off
+# goes unseen by the coarser grid above: sigmoid's underflow to 0 (the threshold EXP_LOW and
+# the true edge ln(smallest normal)), sigmoid's rounding to 1, and tanh's to +-1 (TANH_BIG).
+# float32: every number in a band around each; float64: every number within 2^16 ulps of each
+# threshold and of each true edge, and a dense grid over the band.
+EDGES = {
+    np.float32: [(-88.0, -86.5), (16.5, 18.0), (8.5, 10.0)],
+    np.float64: [(-709.5, -707.5), (36.5, 38.5), (18.5, 20.5)],
+}
+THRESHOLDS_F64 = [-708.39, float(np.log(np.finfo(np.float64).tiny)), -np.log(2.0**-54),
+                  19.5, 0.5 * np.log(2.0**55)]
+
+
+def edge_grid(dtype):
+    if dtype == np.float32:
+        return np.concatenate([every_float(lo, hi, dtype) for lo, hi in EDGES[dtype]])
+    dense = [np.linspace(lo, hi, 400_001) for lo, hi in EDGES[dtype]]
+    exact_edges = []
+    for t in THRESHOLDS_F64:
+        t = np.float64(t)
+        exact_edges.append(every_float(t - 2**16 * np.spacing(t), t + 2**16 * np.spacing(t),
+                                       np.float64))
+    return np.concatenate(dense + exact_edges).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_sigmoid_and_tanh_within_a_few_ulps_at_their_edges(dtype):
+    z = edge_grid(dtype)
+    z = np.concatenate([z, -z])
+    sigmoid, tanh = activations(z, dtype)
+    sigmoid_exact, tanh_exact = exact(z)
+    normal = sigmoid_exact >= np.finfo(dtype).tiny
+    assert np.all(sigmoid[~normal] == 0), "a sigmoid below the smallest normal is not 0"
+    errors = ulp_error(sigmoid[normal], sigmoid_exact[normal], dtype)
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= MAX_ULPS, \
+        f"sigmoid({z[normal][worst]!r}): {errors[worst]:.3g} ulps"
+    errors = ulp_error(tanh, tanh_exact, dtype)
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= MAX_ULPS, f"tanh({z[worst]!r}): {errors[worst]:.3g} ulps"

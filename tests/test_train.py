@@ -99,32 +99,65 @@ def test_progress_bar_with_tqdm(capsys):
     assert "batch" in capsys.readouterr().err
 
 
-def test_truncated_bptt_equals_a_manual_chunk_loop():
-    """fit(tbptt=K) = for every batch, chunks of K steps: state carried, one update each."""
+def manual_tbptt(model, x, y, lengths, steps, batches, lr):
+    """Truncated BPTT written out: for every batch, chunks of `steps` steps, the state carried
+    and one SGD update each.  Returns (sum of squared errors, counted targets) of the chunks'
+    outputs as they were trained (the model's output has one feature)."""
+    opt = lc.SGD(model.params, lr=lr)
+    T = x.shape[0]
+    valid = np.full(x.shape[1], T) if lengths is None else lengths
+    squared, counted = 0.0, 0
+    for batch in batches:
+        state = None
+        for start in range(0, T, steps):
+            stop = min(start + steps, T)
+            in_chunk = np.clip(valid[batch] - start, 0, stop - start)
+            model.zero_grad()
+            out, state = model(x[start:stop, batch], state,
+                               None if lengths is None else in_chunk, return_state=True)
+            mask = (np.arange(stop - start)[:, None] < in_chunk)[:, :, None]
+            _, grad = lc.mse_loss(out, y[start:stop, batch], mask)
+            squared += float((((out - y[start:stop, batch]) * mask) ** 2).sum())
+            counted += int(mask.sum())
+            model.backward(grad)
+            opt.step(model.grads)
+    return squared, counted
+
+
+def tbptt_problem():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((10, 6, 2))   # time-major (T, N, I)
     y = rng.standard_normal((10, 6, 1))
     lengths = np.array([10, 3, 7, 5, 10, 1])
-    fitted, manual = (regressor(dtype=np.float64, output="all", batch_first=False)
-                      for _ in range(2))
+    models = [regressor(dtype=np.float64, output="all", batch_first=False) for _ in range(2)]
+    return x, y, lengths, models
+
+
+def test_truncated_bptt_equals_a_manual_chunk_loop():
+    """fit(tbptt=K) = for every batch, chunks of K steps: state carried, one update each."""
+    x, y, lengths, (fitted, manual) = tbptt_problem()
     lc.fit(fitted, x, y, lengths=lengths, tbptt=4, epochs=1, batch_size=3, shuffle=False,
            optimizer=lc.SGD(fitted.params, lr=0.1), progress=False)
-    opt = lc.SGD(manual.params, lr=0.1)
-    for batch in (slice(0, 3), slice(3, 6)):
-        state = None
-        for start in range(0, 10, 4):
-            stop = min(start + 4, 10)
-            chunk_lengths = np.clip(lengths[batch] - start, 0, stop - start)
-            manual.zero_grad()
-            out, state = manual(x[start:stop, batch], state, chunk_lengths, return_state=True)
-            mask = (np.arange(stop - start)[:, None] < chunk_lengths)[:, :, None]
-            _, grad = lc.mse_loss(out, y[start:stop, batch], mask)
-            manual.backward(grad)
-            opt.step(manual.grads)
+    manual_tbptt(manual, x, y, lengths, 4, (slice(0, 3), slice(3, 6)), lr=0.1)
     for name, value in fitted.params.items():
         assert_close(value, manual.params[name], name)
     with pytest.raises(ValueError, match="output='all'"):
         lc.fit(regressor(), *regression_data(n=4), tbptt=3, progress=False)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_truncated_bptt_epoch_loss_is_the_mean_over_targets(with_lengths):
+    """T = 10 in chunks of 4: the last chunk has 2 steps, and with lengths the chunks count
+    fewer targets than steps times sequences (the last batch's last chunk none at all).  The
+    epoch's loss is the mean squared error over every counted target, each taken as its
+    chunk was trained."""
+    x, y, lengths, (fitted, manual) = tbptt_problem()
+    lengths = lengths if with_lengths else None
+    history = lc.fit(fitted, x, y, lengths=lengths, tbptt=4, epochs=1, batch_size=3,
+                     shuffle=False, optimizer=lc.SGD(fitted.params, lr=0.1), progress=False)
+    squared, counted = manual_tbptt(manual, x, y, lengths, 4, (slice(0, 3), slice(3, 6)), 0.1)
+    assert counted == (lengths.sum() if with_lengths else 60)
+    np.testing.assert_allclose(history["loss"][0], squared / counted, rtol=1e-12)
 
 
 def test_stateful_inference_in_chunks_equals_one_call():
