@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from lstm_core import _lstm
+from lstm_core import _testing
 from lstm_core import reference as ref
 
 from lstm_problems import Problem, assert_close
@@ -169,12 +169,13 @@ def test_small_batch_kernel_edges(B, H, dtype):
 
 # A loop of one task with small products: the packed kernel projects the input (in pieces of
 # 256 rows: here 390) and computes dx and the weight gradients, instead of the BLAS
-# (lstm_core/_lstm.pyx, _projection and SMALL_PRODUCT_FLOPS).
+# (src/kernels/lstm_plan.c, SMALL_PRODUCT_FLOPS).
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 def test_small_one_task_calls_off_the_blas(training, dtype):
     T, B, I, H = 130, 3, 5, 6
-    assert _lstm._projection_of(T, B, I, H, np.dtype(dtype).itemsize, 1) == "packed"
+    assert _testing.lstm_plan_of(T, B, I, H, dtype)["projection"] == "packed"
+    assert _testing.lstm_plan_of(T, B, I, H, dtype, backward=True)["weight_products"]
     p = Problem(T, B, I, H, seed=5)
     cache, ref_cache = check_forward(p, dtype, training=training)
     if training:

@@ -1,6 +1,6 @@
 /*
- * lstm_barrier.h -- the barrier at which the threads of one split time loop meet, twice per
- * step (lstm_core.h, Threads; used by lstm_core/_threads.pyx, not by the kernels).
+ * lstm_barrier.h -- the barrier at which the threads of one split time loop meet, once per
+ * step of a loop split by columns (lstm_core.h, Threads; used by lstm_runner.c).
  *
  * Why spin: a step of the loops worth splitting takes 20 us to a few ms, and the threads
  * arrive within microseconds of each other.  Sleeping on a lock costs a futex wake-up

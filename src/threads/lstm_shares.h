@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#include "lstm_core.h"
+#include "lstm_runner.h"
 
 #define LSTM_MAX_CHUNKS 64
 

@@ -2,15 +2,15 @@
  * lstm_affinity.h -- keep a helper thread off the core of the thread that started it.
  *
  * Why: when lstm_core's time loop is split between the calling thread and a new thread
- * (lstm_core/_threads.pyx), the other cores are often busy with the BLAS's idle workers,
+ * (lstm_runner.c), the other cores are often busy with the BLAS's idle workers,
  * which spin (yielding) for ~0.1 s after each call.  The kernel then sees no idle core and
  * may put the new thread on the caller's own core, where the two halves of the loop share
  * one core.  The new thread therefore excludes the caller's core from its allowed CPUs: it
- * lands beside a yielding spinner instead.  Measured on S3 forward, 2 threads: 18-25 ms
- * instead of 29-31 ms without the split, and 34-40 ms with it but without this.
+ * lands beside a yielding spinner instead (docs/performance.rst, Threads, has the
+ * measurements).
  *
- * Linux only (sched_getcpu, sched_setaffinity; _GNU_SOURCE comes with Python.h); elsewhere
- * the functions do nothing or report "unknown".
+ * Linux only (sched_getcpu, sched_setaffinity: the including file defines _GNU_SOURCE
+ * before any header); elsewhere the functions do nothing or report "unknown".
  */
 #ifndef LSTM_AFFINITY_H
 #define LSTM_AFFINITY_H
@@ -18,7 +18,7 @@
 #include <sched.h>
 
 /* The number of CPUs the calling thread may run on, or -1 when unknown. */
-static inline int lstm_usable_cpus(void)
+static inline int lstm_affinity_usable_cpus(void)
 {
 #if defined(__linux__) && defined(CPU_CLR)
     cpu_set_t allowed;

@@ -39,7 +39,7 @@
 
 #include <stddef.h>
 
-#include "lstm_core.h" /* lstm_gemm_f32, lstm_gemm_f64 */
+#include "lstm_plan.h" /* lstm_gemm_f32, lstm_gemm_f64 */
 
 /* ------------------------------------------------------------------------------- RNN */
 
