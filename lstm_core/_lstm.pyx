@@ -3,7 +3,7 @@
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
 # output and takes its workspace from the pool (_boundary.pyx, take_workspace), then releases
-# the GIL and runs the whole computation in C (src/lstm_core.h) without coming back to
+# the GIL and runs the whole computation in C (src/include/lstm_core.h) without coming back to
 # Python.  How it runs (threads, packing, the input projection, the workspace) is the C
 # plan's decision (src/include/lstm_plan.h), made once per call from the sizes and the
 # process's settings (_threads.pyx).  There is no module-level mutable state here; the
@@ -58,8 +58,8 @@ cdef class LSTMCache:
 
     def __dealloc__(self):
         # A training loop drops each step's cache before the next step's forward: back in
-        # the pool, its memory serves that forward instead of pages faulted in afresh (~2 us
-        # each here; S2's training step faulted in 1574 of them, ~20% of its time).
+        # the pool, its memory serves that forward instead of pages faulted in afresh
+        # (docs/measurements.rst).
         cdef PyObject *views[4]
         if self.memory is not None:
             views[0], views[1] = <PyObject *>self.gates, <PyObject *>self.c

@@ -183,7 +183,7 @@ def test_small_one_task_calls_off_the_blas(training, dtype):
 
 
 # A batch of one too short to pack the weights (T * B < 8) multiplies its row by them with
-# the matvec kernel (src/lstm_matvec.inc): blocks of 16 float32 or 8 float64 rows of W (G = 4H
+# the matvec kernel (src/gemm/lstm_matvec.inc): blocks of 16 float32 or 8 float64 rows of W (G = 4H
 # rows: below one block with H = 1, whole blocks with H = 4, whole ones then a partial one
 # with H = 17), each row cut into 64-byte vectors, the last zero-padded (K = I: 1, 15, 16, 17,
 # 40; K = H).  The training forward projects T = 5 rows at once (a GEMM) and steps with the

@@ -1,7 +1,7 @@
 """The time loop shared between threads (lc.set_num_threads).
 
 A call may run its time loop as several tasks, which share either its batch rows or its
-columns (hidden units; the tasks then meet at a barrier every step) (src/lstm_core.h,
+columns (hidden units; the tasks then meet at a barrier every step) (src/include/lstm_core.h,
 Threads).  An output's arithmetic must not depend on which task computes
 it: any two thread counts above one give the same bits.  With one thread the forward
 projects the input with a BLAS GEMM, with several each task projects its columns with the
@@ -55,7 +55,7 @@ def everything(p, dtype, lengths):
 # B = 5 rows for 3 threads by columns (H = 100); a long input (I = 600), whose sums the BLAS
 # splits into blocks.  Each loop is checked to be split below.
 SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (60, 5, 64, 100), (30, 16, 600, 96)]
-# the two ways of splitting a loop (src/lstm_core.h, Threads); by rows needs 2 blocks of 8
+# the two ways of splitting a loop (src/include/lstm_core.h, Threads); by rows needs 2 blocks of 8
 CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
          if split == "columns" or shape[1] >= 16]
 
@@ -249,7 +249,7 @@ def test_forked_child_splits_its_loop_too(tmp_path):
 
 def test_chunks_claimed_at_run_time_give_the_same_bits(threads, split):
     """Split by columns, each step's chunks of hidden units go to whichever thread claims them
-    first (src/lstm_kernels.inc, forward_chunks and backward_chunks), which changes from call
+    first (src/kernels/lstm_kernels.inc, forward_chunks and backward_chunks), which changes from call
     to call.  Three threads on this machine's two CPUs: one of them is often descheduled in
     the middle of a step and its chunks are taken by the others.  Every call must give the
     same bits, and the values of the reference."""

@@ -3,9 +3,9 @@
  *
  * Why: gradients that vanish over long sequences (the RNN's, or any cell's when the loss sits
  * at the last step only) end up as subnormal numbers, and x86 arithmetic on subnormals is
- * 10 to 100 times slower: a GRU backward over 200 steps took 102 ms instead of 16 ms.  The
- * boundary turns on FTZ (flush results to zero) and DAZ (read subnormal inputs as zero) in
- * the calling thread's MXCSR for the duration of one call and restores the caller's value
+ * 10 to 100 times slower (docs/measurements.rst).  The drivers turn on FTZ (flush results
+ * to zero) and DAZ (read subnormal inputs as zero) in the calling thread's MXCSR (and the
+ * runner in each of its threads) for the duration of one call and restore the caller's value
  * on return: the setting is per thread, so neither Python nor other threads ever see it.
  * Values below the smallest normal number (1.2e-38 in float32, 2.2e-308 in float64) become
  * 0, far below every tolerance; the BLAS's own worker threads (more than one BLAS thread)

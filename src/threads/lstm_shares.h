@@ -4,8 +4,7 @@
  *
  * Why claim at run time: the two cores of a shared machine do not run at the same speed
  * from one moment to the next (other processes, their caches), and the slower task kept
- * the faster one waiting: 2-thread S3 and S4 forwards spent 18-21% of their threads' time
- * at the per-step barrier, 4-7% since their steps are claimed.  Claimed, a range goes in
+ * the faster one waiting at the per-step barrier (docs/measurements.rst).  Claimed, a range goes in
  * chunks (at most LSTM_MAX_CHUNKS): each task claims the chunks of its own share first to
  * last, then those of the others last to first, until a claim fails.
  * Owners start where they always do, so a task's weights usually stay in its core's cache;
