@@ -104,8 +104,9 @@ SLOW_CALL_S = 2.0  # slower calls get SLOW_REPEATS samples (still >= 5 unless --
 SLOW_REPEATS = 5
 QUICK_REPEATS = 3
 NOISY = 0.10  # samples whose interquartile range exceeds this fraction of the median
-# OpenBLAS workers spin ~0.13 s after a call (libgomp's less) and, on few cores, steal the
-# CPU from the next library's threads; multi-threaded samples start after this pause.
+# Idle OpenBLAS workers spin for a while after a call (libgomp's for less; see
+# docs/performance.rst) and, on few cores, steal the CPU from the next library's threads;
+# multi-threaded samples start after this pause, longer than that spin.
 SETTLE_S = 0.3
 IMPLS = ("lstm_core", "reference", "torch")
 
