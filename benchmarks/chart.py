@@ -70,6 +70,7 @@ def draw_chart(run, path):
 
     # Byte-stable SVG for the same input (no date, fixed ids).
     matplotlib.rcParams["svg.hashsalt"] = "lstm_core"
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable
     impls = implementations(run)
     grids = run["grids"]
     fig, axes = plt.subplots(len(grids), 1, figsize=(11, 3.6 * len(grids)), squeeze=False)
