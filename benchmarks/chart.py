@@ -2,6 +2,7 @@
 
     python benchmarks/chart.py --out-dir DIR         # the newest run
     python benchmarks/chart.py --results FILE --out-dir DIR
+    python benchmarks/chart.py --readme-table        # the README's speed table, markdown
 
 The newest run is the full (not --quick) run whose header has the latest date; the docs build
 (docs/conf.py) calls `write_all` so the published chart always shows it.  The chart draws the
@@ -169,6 +170,31 @@ def runs_rst(results_dir=RESULTS):
     return "\n".join(lines) + "\n"
 
 
+def readme_table(run):
+    """The README's summary: torch's time over lstm_core's per case, mode and thread count."""
+    grids = run["grids"]
+    modes = []
+    for grid in grids:
+        for row in grid["rows"]:
+            if row["mode"] not in modes:
+                modes.append(row["mode"])
+    columns = [(g["threads"], m) for g in grids for m in ("fwd", "fwd+bwd") if m in modes]
+    cases = {}
+    for grid in grids:
+        for row in grid["rows"]:
+            shape = f"{row['T']}, {row['B']}, {row['I']}, {row['H']}"
+            cell = cases.setdefault(row["case"], {"shape": shape})
+            mode = "fwd" if row["mode"] == "step" else row["mode"]
+            cell[(grid["threads"], mode)] = _ratio(row, "torch")
+    names = [f"{m}, {t} thread{'s' if t > 1 else ''}" for t, m in columns]
+    lines = ["| case | T, B, I, H | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for case, cell in cases.items():
+        lines.append(f"| {case} | {cell['shape']} | "
+                     + " | ".join(cell.get(c, "") for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def write_all(out_dir, results=None):
     """Write bench_chart.svg, bench_table.rst, bench_summary.rst and bench_runs.rst to
     out_dir; return the run drawn."""
@@ -187,7 +213,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, help="a bench-*.json (default: the newest full run)")
     p.add_argument("--out-dir", type=Path, default=Path("."), help="where the files go")
+    p.add_argument("--readme-table", action="store_true",
+                   help="print the README's speed table (markdown) instead of writing files")
     args = p.parse_args(argv)
+    if args.readme_table:
+        print(readme_table(load(args.results or newest())))
+        return
     run = write_all(args.out_dir, args.results)
     print(f"{run['file']} -> {args.out_dir}/bench_chart.svg, bench_table.rst, bench_summary.rst, "
           "bench_runs.rst")
