@@ -115,57 +115,12 @@ LSTM_ARGUMENT_TYPES(float, f32)
 LSTM_ARGUMENT_TYPES(double, f64)
 
 /*
- * Variable lengths.  Every function below takes `lengths` [B] (NULL: every sequence runs all T
+ * Variable lengths.  The drivers take `lengths` [B] (NULL: every sequence runs all T
  * steps).  Step t of row b is ACTIVE when t < lengths[b], with 0 <= lengths[b] <= T.  Past its
  * length a row keeps its state unchanged (h_t = h_{t-1}, c_t = c_{t-1}) and outputs zeros, so
  * h_n, c_n hold each row's state at its own length; the backward passes dh and dc through
  * such steps untouched and gives them zero dz.  The GEMMs still run over all B rows.
  */
-
-/*
- * lstm_cell_forward: the fused pointwise part of step t, for B rows and the hidden units
- * [j0, j1) (0 <= j0 <= j1 <= H): only their elements below, in every gate of z, are read
- * or written (the tasks of a split loop each own a range of units).
- *
- *   y      [B,H]  out     h_t on active rows, 0 on the others; NULL: not written
- *   h      [B,H]  out     h_t (h_prev on inactive rows); may alias h_prev
- *   c      [B,H]  in/out  c_{t-1} in, c_t out (unchanged on inactive rows)
- *   tanh_c [B,H]  out     tanh(c_t) (0 on inactive rows)
- *   z      [B,G]  in/out  in: pre-activations without the bias, x_t w_ih^T + h_{t-1} w_hh^T;
- *                         out: the activated gates i, f, g, o (0 on inactive rows)
- *   h_prev [B,H]  in      h_{t-1}
- *   bias   [G]    in      added to z; NULL: no bias
- *   lengths [B], t        which rows are active (see Variable lengths)
- */
-void lstm_cell_forward_f32(float *y, float *h, float *c, float *tanh_c, float *z,
-                           const float *h_prev, const float *bias, const int *lengths, int t,
-                           int B, int H, int j0, int j1);
-void lstm_cell_forward_f64(double *y, double *h, double *c, double *tanh_c, double *z,
-                           const double *h_prev, const double *bias, const int *lengths, int t,
-                           int B, int H, int j0, int j1);
-
-/*
- * lstm_cell_backward: the fused pointwise part of backward step t, for B rows and the
- * hidden units [j0, j1), as in lstm_cell_forward.
- *
- *   dz      [B,G]  out     dL/dz, the gradient of the gate pre-activations (0 on inactive rows)
- *   dh      [B,H]  in/out  in: dL/dh_t from the later steps (or dh_n), without dy.
- *                          out: the part of dL/dh_{t-1} that does not pass through z: 0 on
- *                          active rows, dL/dh_t on inactive ones.  The caller completes it
- *                          with dh += dz @ w_hh.
- *   dc      [B,H]  in/out  in: dL/dc_t; out: dL/dc_{t-1}
- *   dy      [B,H]  in      dL/dy_t from the output; NULL: zero
- *   gates   [B,G]  in      activated i, f, g, o of step t
- *   c_prev  [B,H]  in      c_{t-1}
- *   tanh_c  [B,H]  in      tanh(c_t)
- *   lengths [B], t         which rows are active
- */
-void lstm_cell_backward_f32(float *dz, float *dh, float *dc, const float *dy, const float *gates,
-                            const float *c_prev, const float *tanh_c, const int *lengths, int t,
-                            int B, int H, int j0, int j1);
-void lstm_cell_backward_f64(double *dz, double *dh, double *dc, const double *dy,
-                            const double *gates, const double *c_prev, const double *tanh_c,
-                            const int *lengths, int t, int B, int H, int j0, int j1);
 
 /*
  * Packed recurrent products.  The BLAS repacks w_hh on every step's small product (B rows);
