@@ -3,6 +3,7 @@
     y, h_n, c_n, cache = lstm_forward(x, w_ih, w_hh, bias, h0, c0)
     grads = lstm_backward(cache, dy, dh_n, dc_n)
     h1, c1 = lstm_cell(x_t, h, c, w_ih, w_hh, bias)
+    packed = pack_lstm(w_ih, w_hh, bias); y, h_n, c_n = packed.forward(x, h0, c0)
 
 Gate order i, f, g, o; PyTorch's weight layout; time-major (T, B, I) arrays; float32 or
 float64.  lstm_core.reference holds the numpy twin of every function.
@@ -18,7 +19,9 @@ On top of them (each module imports only the ones below it):
 """
 
 from lstm_core import reference
-from lstm_core._lstm import LSTMCache, lstm_backward, lstm_cell, lstm_forward
+from lstm_core._lstm import (
+    LSTMCache, PackedLSTM, lstm_backward, lstm_cell, lstm_forward, pack_lstm,
+)
 from lstm_core._boundary import free_workspace
 from lstm_core._threads import get_num_threads, set_num_threads
 from lstm_core.gates import gate_trace, lstm_gates
@@ -40,6 +43,7 @@ __all__ = [
     "LSTMCache",
     "LSTMGrads",
     "Linear",
+    "PackedLSTM",
     "SequenceModel",
     "clip_grad_norm",
     "cosine_schedule",
@@ -56,6 +60,7 @@ __all__ = [
     "lstm_forward",
     "lstm_gates",
     "mse_loss",
+    "pack_lstm",
     "predict",
     "reference",
     "save_model",

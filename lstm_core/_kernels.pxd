@@ -26,10 +26,11 @@ cdef extern from "lstm_plan.h" nogil:
         int T, B, In, H, itemsize, training, backward
         int parts, by_rows, packed
         lstm_projection projection
-        int chunk, weight_products
+        int chunk, weight_products, prepacked
         Py_ssize_t w_ih_panels, w_hh_panels, work, grad_panels, workspace
 
     void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize, int training)
+    void lstm_plan_prepacked(lstm_plan *plan)
     void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize)
     int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flops, int T, double weight_bytes, int *by_rows)
 
@@ -48,10 +49,14 @@ cdef extern from "lstm_core.h" nogil:
         const float *w_ih
         const float *w_hh
         const float *bias
+        const float *w_ih_panels
+        const float *w_hh_panels
     ctypedef struct lstm_weights_f64:
         const double *w_ih
         const double *w_hh
         const double *bias
+        const double *w_ih_panels
+        const double *w_hh_panels
     ctypedef struct lstm_outputs_f32:
         float *y
         float *h_n
@@ -93,6 +98,10 @@ cdef extern from "lstm_core.h" nogil:
         double *dh0
         double *dc0
 
+    Py_ssize_t lstm_panels_size_f32(int K, int N, int gated)
+    Py_ssize_t lstm_panels_size_f64(int K, int N, int gated)
+    void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H)
+    void lstm_pack_weights_f64(double *panels, const double *w_ih, const double *w_hh, int In, int H)
     void lstm_forward_f32(const lstm_plan *plan, const lstm_inputs_f32 *inputs, const lstm_weights_f32 *w, const lstm_outputs_f32 *out, const lstm_cache_f32 *cache, float *workspace)
     void lstm_forward_f64(const lstm_plan *plan, const lstm_inputs_f64 *inputs, const lstm_weights_f64 *w, const lstm_outputs_f64 *out, const lstm_cache_f64 *cache, double *workspace)
     void lstm_backward_f32(const lstm_plan *plan, const lstm_inputs_f32 *inputs, const lstm_weights_f32 *w, const lstm_cache_f32 *cache, const lstm_output_grads_f32 *d_out, const lstm_grads_f32 *grads, float *workspace)

@@ -12,6 +12,8 @@
 
 cimport cython
 cimport numpy as cnp
+
+import numpy as np
 from cpython.ref cimport PyObject
 from libc.limits cimport INT_MAX
 
@@ -24,8 +26,9 @@ from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64, lstm_forward_f32,
     lstm_forward_f64, lstm_grads_f32, lstm_grads_f64, lstm_inputs_f32, lstm_inputs_f64,
     lstm_output_grads_f32, lstm_output_grads_f64, lstm_outputs_f32, lstm_outputs_f64,
-    lstm_plan, lstm_plan_backward, lstm_plan_forward, lstm_settings, lstm_weights_f32,
-    lstm_weights_f64,
+    lstm_pack_weights_f32, lstm_pack_weights_f64, lstm_panels_size_f32, lstm_panels_size_f64,
+    lstm_plan, lstm_plan_backward, lstm_plan_forward, lstm_plan_prepacked, lstm_settings,
+    lstm_weights_f32, lstm_weights_f64,
 )
 from lstm_core._threads cimport kernel_settings
 from lstm_core.reference import LSTMGrads
@@ -96,14 +99,122 @@ cdef void _freeze(LSTMCache cache):
         arr.flags.writeable = False
 
 
+# ----------------------------------------------------------------------------- packed weights
+
+_PRECISIONS = {"float32": cnp.NPY_FLOAT, "float64": cnp.NPY_DOUBLE}
+# Named in the API and planned (src/include/lstm_plan.h), not yet computed: refused clearly.
+_REDUCED_PRECISIONS = ("bfloat16", "int8")
+
+
+@cython.final
+cdef class PackedLSTM:
+    """LSTM weights packed once for inference: made by ``lc.pack_lstm``.
+
+    It owns read-only copies of the weights (w_ih (4H, I), w_hh (4H, H), bias (4H,) or None,
+    in the dtype of its precision) and both matrices packed into the kernels' panels, so
+    ``forward`` and ``cell`` neither pack nor check the weights again.  Later changes to the
+    arrays it was made from do not affect it; any number of threads may call it at once.
+    Its results are the same bits as ``lstm_forward(..., training=False)`` and ``lstm_cell``
+    with the same weights.
+    """
+
+    cdef readonly cnp.ndarray w_ih, w_hh, bias
+    cdef readonly str precision
+    cdef readonly Py_ssize_t input_size, hidden_size
+    cdef cnp.ndarray panels       # [w_ih.T's gate panels | w_hh.T's]
+    cdef Py_ssize_t ih_panels     # elements of w_ih.T's panels
+    cdef int typenum
+
+    def __init__(self):
+        raise TypeError("PackedLSTM objects are made by lstm_core.pack_lstm(w_ih, w_hh, bias)")
+
+    def __repr__(self):
+        return (f"<PackedLSTM input_size={self.input_size} hidden_size={self.hidden_size} "
+                f"precision={self.precision!r} bias={self.bias is not None}>")
+
+    cdef int _check_dtype(self, cnp.ndarray arr, str name) except -1:
+        if cnp.PyArray_TYPE(arr) != self.typenum:
+            raise TypeError(
+                f"{name} has dtype {arr.dtype} but this PackedLSTM computes in "
+                f"{self.precision}: pass {name}.astype(np.{self.precision})"
+            )
+        return 0
+
+    def forward(self, x, h0=None, c0=None, *, lengths=None):
+        """Inference over a whole sequence: the same arguments and results as
+        ``lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False, lengths=lengths)``
+        without its cache: returns y (T, B, H), h_n (B, H), c_n (B, H).  x (T, B, I) must
+        have the dtype of the precision."""
+        cdef cnp.ndarray ax = sequence(x)
+        self._check_dtype(ax, "x")
+        expect_shape(ax, "x", "(T, B, I) with I = the packed input size", ax.shape[0],
+                     ax.shape[1], self.input_size)
+        return _sequence(ax, self.w_ih, self.w_hh, self.bias, self.hidden_size, h0, c0,
+                         lengths, False, self)[:3]
+
+    def cell(self, x_t, h, c):
+        """One inference step, as ``lstm_cell(x_t, h, c, w_ih, w_hh, bias)``: x_t (B, I),
+        h, c (B, H) -> h1, c1 (B, H)."""
+        cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
+        self._check_dtype(ax, "x_t")
+        expect_shape(ax, "x_t", "(B, I) with I = the packed input size", ax.shape[0],
+                     self.input_size)
+        return _cell(ax, self.w_ih, self.w_hh, self.bias, self.hidden_size, h, c, self)
+
+
+def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
+    """Pack an LSTM's weights once for any number of inference calls.
+
+    w_ih (4H, I), w_hh (4H, H), bias (4H,) = b_ih + b_hh or None, float32 or float64 (one
+    dtype); precision "float32" or "float64": the dtype the packed LSTM computes in (the
+    weights are copied in it).  Returns an immutable PackedLSTM whose ``forward`` and
+    ``cell`` equal ``lstm_forward(training=False)`` and ``lstm_cell`` bit for bit.
+    "bfloat16" and "int8" are not available yet: ValueError.
+    """
+    if not isinstance(precision, str) or precision not in _PRECISIONS:
+        if precision in _REDUCED_PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not available yet: use 'float32' "
+                             "or 'float64'")
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    cdef cnp.ndarray first = checked(w_ih, "w_ih", 2, "(4H, I)", -1, "w_ih")
+    a_ih, a_hh, a_bias, H = weights(first, w_hh, bias, cnp.PyArray_TYPE(first),
+                                    first.shape[1], "w_ih", 4, "i, f, g, o")
+    cdef int typenum = _PRECISIONS[precision]
+    cdef PackedLSTM packed = PackedLSTM.__new__(PackedLSTM)
+    cdef Py_ssize_t I = a_ih.shape[1]
+    packed.precision, packed.typenum, packed.input_size, packed.hidden_size = (
+        precision, typenum, I, H)
+    dtype = np.float32 if typenum == cnp.NPY_FLOAT else np.float64
+    packed.w_ih, packed.w_hh = (np.array(a_ih, dtype=dtype, order="C"),
+                                np.array(a_hh, dtype=dtype, order="C"))
+    packed.bias = None if a_bias is None else np.array(a_bias, dtype=dtype, order="C")
+    for arr in (packed.w_ih, packed.w_hh, packed.bias):
+        if arr is not None:
+            arr.flags.writeable = False
+    cdef int G = <int>(4 * H)
+    if typenum == cnp.NPY_FLOAT:
+        packed.ih_panels = lstm_panels_size_f32(<int>I, G, 1)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(<int>H, G, 1),),
+                              typenum)
+        lstm_pack_weights_f32(<float *>data_of(packed.panels), <float *>data_of(packed.w_ih),
+                              <float *>data_of(packed.w_hh), <int>I, <int>H)
+    else:
+        packed.ih_panels = lstm_panels_size_f64(<int>I, G, 1)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f64(<int>H, G, 1),),
+                              typenum)
+        lstm_pack_weights_f64(<double *>data_of(packed.panels), <double *>data_of(packed.w_ih),
+                              <double *>data_of(packed.w_hh), <int>I, <int>H)
+    return packed
+
+
 # ----------------------------------------------------------------------------- GIL-free calls
 
 cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n,
                        LSTMCache cache, cnp.ndarray workspace, cnp.ndarray x, cnp.ndarray h0,
                        cnp.ndarray c0, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
-                       cnp.ndarray lengths):
+                       cnp.ndarray lengths, PackedLSTM packed):
     """The whole forward in C with the GIL released, as the plan says; every array has been
-    validated and allocated."""
+    validated and allocated.  packed: the weights' panels, or None."""
     cdef const lstm_cache_f32 *c32 = NULL
     cdef const lstm_cache_f64 *c64 = NULL
     if cache is not None:
@@ -111,14 +222,21 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
     cdef const int *steps = <const int *>data_of(lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(
         <float *>data_of(x), <float *>data_of(h0), <float *>data_of(c0), steps)
+    cdef char *ih_panels = NULL
+    cdef char *hh_panels = NULL
+    if packed is not None:
+        ih_panels = <char *>data_of(packed.panels)
+        hh_panels = ih_panels + packed.ih_panels * cnp.PyArray_ITEMSIZE(packed.panels)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
-        <float *>data_of(w_ih), <float *>data_of(w_hh), <float *>data_of(bias))
+        <float *>data_of(w_ih), <float *>data_of(w_hh), <float *>data_of(bias),
+        <float *>ih_panels, <float *>hh_panels)
     cdef lstm_outputs_f32 out32 = lstm_outputs_f32(
         <float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(
         <double *>data_of(x), <double *>data_of(h0), <double *>data_of(c0), steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
-        <double *>data_of(w_ih), <double *>data_of(w_hh), <double *>data_of(bias))
+        <double *>data_of(w_ih), <double *>data_of(w_hh), <double *>data_of(bias),
+        <double *>ih_panels, <double *>hh_panels)
     cdef lstm_outputs_f64 out64 = lstm_outputs_f64(
         <double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n))
     cdef void *work = data_of(workspace)
@@ -137,7 +255,7 @@ cdef void _run_backward(const lstm_plan *plan, LSTMCache cache, cnp.ndarray dy,
     cdef const int *steps = <const int *>data_of(cache.lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(<float *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
-        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL)
+        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL, NULL, NULL)
     cdef lstm_output_grads_f32 d32 = lstm_output_grads_f32(
         <float *>data_of(dy), <float *>data_of(dh_n), <float *>data_of(dc_n))
     cdef lstm_grads_f32 g32 = lstm_grads_f32(
@@ -145,7 +263,7 @@ cdef void _run_backward(const lstm_plan *plan, LSTMCache cache, cnp.ndarray dy,
         <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(<double *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
-        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL)
+        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL, NULL, NULL)
     cdef lstm_output_grads_f64 d64 = lstm_output_grads_f64(
         <double *>data_of(dy), <double *>data_of(dh_n), <double *>data_of(dc_n))
     cdef lstm_grads_f64 g64 = lstm_grads_f64(
@@ -163,13 +281,80 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
                    cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache, cnp.ndarray x,
                    cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih, cnp.ndarray w_hh,
                    cnp.ndarray bias, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
-                   Py_ssize_t I, Py_ssize_t H):
+                   Py_ssize_t I, Py_ssize_t H, PackedLSTM packed):
     """Plan the forward, take its workspace from the pool, run it, give the workspace back."""
     lstm_plan_forward(plan, settings, <int>T, <int>B, <int>I, <int>H,
                       cnp.PyArray_ITEMSIZE(x), cache is not None)
+    if packed is not None:
+        lstm_plan_prepacked(plan)
     workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
-    _run_forward(plan, y, h_n, c_n, cache, workspace, x, h0, c0, w_ih, w_hh, bias, lengths)
+    _run_forward(plan, y, h_n, c_n, cache, workspace, x, h0, c0, w_ih, w_hh, bias, lengths,
+                 packed)
     give_workspace(workspace)
+
+
+cdef tuple _sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.ndarray a_bias,
+                     Py_ssize_t H, object h0, object c0, object lengths, bint training,
+                     PackedLSTM packed):
+    """lstm_forward once x and the weights are checked: the states and lengths checked, the
+    memory checked, the outputs (and the cache) allocated, the forward run."""
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_c0 = state(c0, "c0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
+    # what needs copying, allocate, run.
+    # y, h_n, c_n; the packed weights unless packed already (w_hh, and w_ih; gate panels pad
+    # H to whole pairs of panels, at most 16 units more); training: the cache (gates 4H, c
+    # and h T+1 steps, tanh_c); inference: the chunk's workspace (one step's 4BH at least,
+    # and 2BH scratch).  Python ints: no overflow.
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
+                 (a_c0, "c0")),
+                T * B * H + 4 * B * H + (0 if packed is not None else 4 * (H + 16) * (H + I)) + (
+                    T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
+                    else INFERENCE_CHUNK_ROWS * 4 * H + 6 * B * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_bias = contiguous(a_bias)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    a_c0 = zeros((B, H), typenum) if a_c0 is None else contiguous(a_c0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef cnp.ndarray c_n = empty((B, H), typenum)
+    cdef LSTMCache cache = None
+    if training:
+        cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
+    cdef lstm_plan plan
+    _forward(&plan, kernel_settings(), y, h_n, c_n, cache, ax, a_h0, a_c0, a_ih, a_hh, a_bias,
+             a_lengths, T, B, I, H, packed)
+    if cache is not None:
+        _freeze(cache)
+    return y, h_n, c_n, cache
+
+
+cdef tuple _cell(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.ndarray a_bias,
+                 Py_ssize_t H, object h, object c, PackedLSTM packed):
+    """lstm_cell once x_t and the weights are checked."""
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
+    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
+    cdef cnp.ndarray a_c = state(c, "c", typenum, B, H, "x_t", False)
+    if B > INT_MAX:
+        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_bias = contiguous(a_bias)
+    a_h, a_c = contiguous(a_h), contiguous(a_c)
+    cdef cnp.ndarray h1 = empty((B, H), typenum)
+    cdef cnp.ndarray c1 = empty((B, H), typenum)
+    # One inference step of the sequence driver on one thread, whose running state ends as
+    # h1, c1: a step of the cell and a step of the sequence give the same bits.
+    cdef lstm_settings settings = kernel_settings()[0]
+    settings.threads = 1
+    cdef lstm_plan plan
+    _forward(&plan, &settings, None, h1, c1, None, ax, a_h, a_c, a_ih, a_hh, a_bias, None, 1, B,
+             I, H, packed)
+    return h1, c1
 
 
 # ----------------------------------------------------------------------------- public API
@@ -189,40 +374,9 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     modified; the GIL is released while the kernels run.
     """
     cdef cnp.ndarray ax = sequence(x)
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
-    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 4, "i, f, g, o")
-    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
-    cdef cnp.ndarray a_c0 = state(c0, "c0", typenum, B, H, "x", True)
-    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
-    # Everything is valid: check that the copies, outputs and caches fit in memory, then copy
-    # what needs copying, allocate, run.
-    # y, h_n, c_n; the packed weights (w_hh, and w_ih; gate panels pad H to whole pairs of
-    # panels, at most 16 units more); training: the cache (gates 4H, c and h T+1 steps,
-    # tanh_c); inference: the chunk's workspace (one step's 4BH at least, and 2BH scratch).
-    # Python ints: no overflow.
-    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0"),
-                 (a_c0, "c0")),
-                T * B * H + 4 * B * H + 4 * (H + 16) * (H + I) + (
-                    T * B * 4 * H + 2 * (T + 1) * B * H + T * B * H if training
-                    else INFERENCE_CHUNK_ROWS * 4 * H + 6 * B * H),
-                ax, "the outputs" + (" and the training cache" if training else ""))
-    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
-    a_bias = contiguous(a_bias)
-    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
-    a_c0 = zeros((B, H), typenum) if a_c0 is None else contiguous(a_c0)
-    cdef cnp.ndarray y = empty((T, B, H), typenum)
-    cdef cnp.ndarray h_n = empty((B, H), typenum)
-    cdef cnp.ndarray c_n = empty((B, H), typenum)
-    cdef LSTMCache cache = None
-    if training:
-        cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
-    cdef lstm_plan plan
-    _forward(&plan, kernel_settings(), y, h_n, c_n, cache, ax, a_h0, a_c0, a_ih, a_hh, a_bias,
-             a_lengths, T, B, I, H)
-    if cache is not None:
-        _freeze(cache)
-    return y, h_n, c_n, cache
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[2], "x", 4,
+                                    "i, f, g, o")
+    return _sequence(ax, a_ih, a_hh, a_bias, H, h0, c0, lengths, training, None)
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
@@ -270,22 +424,6 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     The streaming path: no cache, nothing kept between calls; same rules as lstm_forward.
     """
     cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
-    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x_t", 4, "i, f, g, o")
-    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
-    cdef cnp.ndarray a_c = state(c, "c", typenum, B, H, "x_t", False)
-    if B > INT_MAX:
-        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
-    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
-    a_bias = contiguous(a_bias)
-    a_h, a_c = contiguous(a_h), contiguous(a_c)
-    cdef cnp.ndarray h1 = empty((B, H), typenum)
-    cdef cnp.ndarray c1 = empty((B, H), typenum)
-    # One inference step of the sequence driver on one thread, whose running state ends as
-    # h1, c1: a step of the cell and a step of the sequence give the same bits.
-    cdef lstm_settings settings = kernel_settings()[0]
-    settings.threads = 1
-    cdef lstm_plan plan
-    _forward(&plan, &settings, None, h1, c1, None, ax, a_h, a_c, a_ih, a_hh, a_bias, None, 1, B, I, H)
-    return h1, c1
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[1], "x_t",
+                                    4, "i, f, g, o")
+    return _cell(ax, a_ih, a_hh, a_bias, H, h, c, None)

@@ -76,7 +76,10 @@
  *
  * lstm_inputs:   x [T,B,I]; h0, c0 [B,H] the initial state; lengths [B] (may be NULL: all T
  *                steps, see Variable lengths)
- * lstm_weights:  w_ih [G,I]; w_hh [G,H]; bias [G] (may be NULL: no bias)
+ * lstm_weights:  w_ih [G,I]; w_hh [G,H]; bias [G] (may be NULL: no bias); w_ih_panels,
+ *                w_hh_panels: both packed once by lstm_pack_weights, for a plan made
+ *                prepacked (lstm_plan_prepacked), else NULL: the forward packs what its plan
+ *                needs into its workspace
  * lstm_outputs:  y [T,B,H] h_t of every step, 0 past each row's length (inference only, may
  *                be NULL: not written, e.g. for a streaming step whose h_n is the output);
  *                h_n, c_n [B,H] each row's state at its length (h0, c0 when 0)
@@ -97,6 +100,7 @@
     } lstm_inputs_##suffix;                                                                   \
     typedef struct {                                                                          \
         const real *w_ih, *w_hh, *bias;                                                       \
+        const real *w_ih_panels, *w_hh_panels;                                                \
     } lstm_weights_##suffix;                                                                  \
     typedef struct {                                                                          \
         real *y, *h_n, *c_n;                                                                  \
@@ -141,6 +145,18 @@ LSTM_ARGUMENT_TYPES(double, f64)
  */
 ptrdiff_t lstm_panels_size_f32(int K, int N, int gated);
 ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
+
+/*
+ * lstm_pack_weights: w_ih.T and w_hh.T in gate panels, packed once for any number of
+ * inference forwards (lc.pack_lstm), whose plans are then made prepacked.
+ *
+ *   panels     out  [lstm_panels_size(In, G, 1) + lstm_panels_size(H, G, 1)]: w_ih.T's
+ *                   panels, then w_hh.T's
+ *   w_ih, w_hh in   [G,I], [G,H]
+ */
+void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H);
+void lstm_pack_weights_f64(double *panels, const double *w_ih, const double *w_hh, int In,
+                           int H);
 
 /*
  * lstm_forward: a whole sequence, as `plan` (made by lstm_plan_forward for these sizes and

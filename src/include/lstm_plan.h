@@ -63,6 +63,8 @@ typedef struct {
     int chunk;     /* forward, inference: steps per input projection (1 when merged) */
     int weight_products; /* backward: dx and the weight gradients on the loop's tasks
                             with the packed kernel, else the GEMM after the loop */
+    int prepacked; /* forward: the weights come packed (lstm_pack_weights), so the
+                      workspace holds no panels */
     /* the workspace, in elements of the dtype: one buffer the kernels carve up */
     ptrdiff_t w_ih_panels; /* forward: w_ih.T in gate panels (projection != GEMM) */
     ptrdiff_t w_hh_panels; /* w_hh.T in gate panels (forward), w_hh in plain ones (backward) */
@@ -80,6 +82,10 @@ typedef struct {
  * forward with settings->threads = 1. */
 void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                        int H, int itemsize, int training);
+
+/* Make a forward's plan use weights packed once by lstm_pack_weights: its workspace then
+ * holds no panels. */
+void lstm_plan_prepacked(lstm_plan *plan);
 
 /* The plan of lstm_backward through a training forward of the same sizes. */
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,

@@ -139,6 +139,13 @@ void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, in
     plan->workspace = plan->w_ih_panels + plan->w_hh_panels + plan->work;
 }
 
+void lstm_plan_prepacked(lstm_plan *plan)
+{
+    plan->prepacked = 1;
+    plan->workspace -= plan->w_ih_panels + plan->w_hh_panels;
+    plan->w_ih_panels = plan->w_hh_panels = 0;
+}
+
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                         int H, int itemsize)
 {

@@ -2,7 +2,8 @@
  * test_lstm.c -- one forward and one backward through the C API, without Python.
  *
  * The fast drivers (lstm_forward_f32/_f64, lstm_backward_f32/_f64), run as their plans say
- * for 1, 2 and 3 threads and both ways of splitting, against the plain float64 path
+ * for 1, 2 and 3 threads and both ways of splitting (inference with weights packed once),
+ * against the plain float64 path
  * (lstm_plain.c) on a problem with non-zero biases and states and sequences of different
  * lengths.  The GEMM the drivers need is a plain triple loop here.  Exits 0 when every
  * output agrees to the dtype's tolerance, 1 (and says which) otherwise.
@@ -112,7 +113,7 @@ static void plain(outputs *out)
     static double gates[T * B * G], c[(T + 1) * B * H], tanh_c[T * B * H], h[(T + 1) * B * H];
     static double dz[B * G];
     const lstm_inputs_f64 in = {x, h0, c0, lengths};
-    const lstm_weights_f64 w = {w_ih, w_hh, bias};
+    const lstm_weights_f64 w = {w_ih, w_hh, bias, NULL, NULL};
     const lstm_outputs_f64 o = {out->y, out->h_n, out->c_n};
     const lstm_cache_f64 cache = {gates, c, tanh_c, h};
     const lstm_output_grads_f64 d = {dy, dh_n, dc_n};
@@ -148,7 +149,7 @@ static void plain(outputs *out)
         memset(dw_hh, 0, sizeof dw_hh);                                                        \
         memset(dbias, 0, sizeof dbias);                                                        \
         const lstm_inputs_##sfx in = {rx, rh0, rc0, lengths};                                  \
-        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias};                                    \
+        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias, NULL, NULL};                        \
         const lstm_outputs_##sfx o = {y, h_n, c_n};                                            \
         const lstm_cache_##sfx cache = {gates, c, tanh_c, h};                                  \
         const lstm_output_grads_##sfx d = {rdy, rdh_n, rdc_n};                                 \
@@ -174,10 +175,17 @@ static void plain(outputs *out)
                 results[a].to[k] = (double)results[a].from[k];                                 \
             }                                                                                  \
         }                                                                                      \
+        /* inference, with the weights packed once beforehand */                              \
+        const ptrdiff_t ih = lstm_panels_size_##sfx(IN, G, 1);                                 \
+        real *panels = malloc((size_t)(ih + lstm_panels_size_##sfx(H, G, 1)) * sizeof(real));   \
+        lstm_pack_weights_##sfx(panels, rw_ih, rw_hh, IN, H);                                  \
+        const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih};          \
         lstm_plan_forward(&plan, settings, T, B, IN, H, itemsize, 0);                          \
+        lstm_plan_prepacked(&plan);                                                            \
         work = malloc((size_t)plan.workspace * sizeof(real) + 1);                              \
-        lstm_forward_##sfx(&plan, &in, &w, &o, NULL, work);                                    \
+        lstm_forward_##sfx(&plan, &in, &packed, &o, NULL, work);                               \
         free(work);                                                                            \
+        free(panels);                                                                          \
         for (int k = 0; k < B * H; ++k) {                                                      \
             inference->h_n[k] = h_n[k];                                                        \
             inference->c_n[k] = c_n[k];                                                        \
