@@ -1,9 +1,9 @@
 # Stub of the compiled module lstm_core._boundary (_boundary.pyx): argument checking and the
-# workspace pool shared by the Cython boundaries.
+# workspace pool shared by the Cython boundaries.  The test hooks (_spare_buffers, ...) are
+# left out: only the tests call them (see .ci/stubtest-allowlist.txt).
 
 from typing import Any
 
-import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from lstm_core._typing import FloatArray
@@ -11,5 +11,3 @@ from lstm_core._typing import FloatArray
 def take_scratch(shape: tuple[int, ...], dtype: DTypeLike) -> tuple[NDArray[Any], FloatArray]: ...
 def give_scratch(spare: NDArray[Any] | None) -> None: ...
 def free_workspace() -> None: ...
-def _physical_memory() -> int | None: ...
-def _spare_buffers() -> list[NDArray[np.generic]]: ...
