@@ -71,7 +71,13 @@ class Embedding(Module):
         self.grads = {"weight": np.zeros_like(weight)}
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
                 "padding_idx": self.padding_idx, "dtype": self.dtype.name}
 
@@ -188,12 +194,42 @@ class TokenSequenceModel(SequenceModel):
         self.grads["embedding.weight"] = embedding.grads["weight"]
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return dict(super().config(), embedding=self.embedding.config())
 
     def forward(self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None, *,
                 return_state: bool = False) -> Any:
-        """The model's output for token ids x (N, T, 1); see SequenceModel.forward."""
+        """The model's output for token ids.
+
+        Parameters
+        ----------
+        x : array_like, shape (N, T, 1)
+            Token ids stored as floats.
+        hx : optional
+            The stack's initial state, as SequenceModel.forward takes it.
+        lengths : array_like of int, shape (N,), optional
+            Each text's number of tokens.
+        return_state : bool, default False
+            Also return the stack's final state.
+
+        Returns
+        -------
+        out : ndarray
+            The model's output, as SequenceModel.forward's.
+        state : tuple of ndarray or ndarray
+            Only with return_state=True.
+
+        Raises
+        ------
+        ValueError
+            For x not of shape (N, T, 1).
+        """
         x = np.asarray(x)
         if x.ndim != 3 or x.shape[2] != 1:
             raise ValueError(f"x must hold token ids as (N, T, 1), got shape {x.shape}")
@@ -204,7 +240,13 @@ class TokenSequenceModel(SequenceModel):
         return super().forward(vectors, hx, lengths, return_state=return_state)
 
     def backward(self, dout: ArrayLike) -> None:
-        """Backpropagate dL/d(output) down to the embedding; ADDS into self.grads."""
+        """Backpropagate dL/d(output) down to the embedding; ADDS into self.grads.
+
+        Parameters
+        ----------
+        dout : array_like
+            dL/d(output), shaped like the last forward's output.
+        """
         dvectors = cast(FloatArray, super().backward(dout))  # the stack's dx
         self.embedding.backward(dvectors)
         return None

@@ -128,25 +128,59 @@ class Module:
             grad.fill(0)
 
     def train(self, mode: bool = True) -> "Module":
-        """Training mode (dropout on, caches kept for backward); returns self."""
+        """Training mode (dropout on, caches kept for backward), or inference mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for inference mode (as eval()).
+
+        Returns
+        -------
+        Module
+            self.
+        """
         self.training = bool(mode)
         return self
 
     def eval(self) -> "Module":
-        """Inference mode (no dropout, no caches: backward is unavailable); returns self."""
+        """Inference mode (no dropout, no caches: backward is unavailable).
+
+        Returns
+        -------
+        Module
+            self.
+        """
         return self.train(False)
 
     def state_dict(self) -> dict[str, FloatArray]:
-        """A copy of the parameters: {name: array}, torch's names, shapes and dtypes."""
+        """A copy of the parameters.
+
+        Returns
+        -------
+        dict of str to ndarray
+            {name: array}, torch's names, shapes and dtypes.
+        """
         return {name: value.copy() for name, value in self.params.items()}
 
     def load_state_dict(self, state: Mapping[str, ArrayLike]) -> None:
         """Copy `state` into the parameters (in place).
 
-        `state` must have exactly the parameter names (a torch state_dict of the same
-        architecture loads as is: its tensors are read through np.asarray), each with the
-        parameter's shape and dtype.  Missing or unexpected keys and wrong shapes raise
-        ValueError, wrong dtypes TypeError; nothing is modified unless everything matches.
+        Nothing is modified unless everything matches.
+
+        Parameters
+        ----------
+        state : dict of str to array_like
+            Exactly the parameter names (a torch state_dict of the same architecture loads
+            as is: its tensors are read through np.asarray), each with the parameter's shape
+            and dtype.
+
+        Raises
+        ------
+        TypeError
+            For a state that is not a mapping, or an entry of the wrong dtype.
+        ValueError
+            For missing or unexpected keys, or an entry of the wrong shape.
         """
         if not hasattr(state, "keys"):
             raise TypeError(f"state must be a mapping name -> array, got {type(state).__name__}")
@@ -230,7 +264,13 @@ class RecurrentStack(Module):
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able (what save_model writes)."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bias": self.bias,
                 "batch_first": self.batch_first, "dropout": self.dropout,
@@ -603,7 +643,13 @@ class LSTM(RecurrentStack):
                     self.params[f"bias_hh_l{layer}{suffix}"][H:2 * H] = 0.0
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able (what save_model writes)."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {**super().config(), "unit_forget_bias": self.unit_forget_bias}
 
     def _weights(self, layer: int,
@@ -897,7 +943,13 @@ class RNN(_OneStateStack):
                          dtype=dtype, seed=seed)
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able (what save_model writes)."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def _run_forward(self, seq: FloatArray, layer: int, direction: int,
@@ -1034,7 +1086,13 @@ class Linear(Module):
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able (what save_model writes)."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias, "dtype": self.dtype.name}
 
@@ -1179,7 +1237,13 @@ class SequenceModel(Module):
                 self.grads.update({prefix + k: v for k, v in module.grads.items()})
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-able (what save_model writes)."""
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"lstm": self.lstm.config(),
                 "cell": type(self.lstm).__name__,
                 "head": None if self.head is None else self.head.config(),
@@ -1189,7 +1253,18 @@ class SequenceModel(Module):
         return f"SequenceModel({self.lstm!r}, {self.head!r}, output={self.output!r})"
 
     def train(self, mode: bool = True) -> "SequenceModel":
-        """Training mode for the model and its submodules; returns self."""
+        """Training mode for the model and its submodules, or inference mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for inference mode.
+
+        Returns
+        -------
+        SequenceModel
+            self.
+        """
         module: Module | None
         for module in (self.lstm, self.head):
             if module is not None:
