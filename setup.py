@@ -8,6 +8,7 @@ Environment switches:
                       README "Reliability" and .ci/sanitize
 """
 
+import glob
 import os
 
 import numpy as np
@@ -34,7 +35,7 @@ else:
     macros = [("NDEBUG", "1")]
 if NATIVE:
     compile_args += ["-march=native"]
-link_args = []
+link_args = ["-pthread"]
 if SANITIZE:
     # -fno-sanitize-recover: a UBSan finding aborts like an ASan one, so no report goes unseen.
     sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
@@ -52,35 +53,33 @@ directives = {
     "embedsignature": True,
 }
 
-def extension(name, sources, depends):
+def extension(name, sources):
     """One extension module: every module gets the same headers, macros and flags."""
     return Extension(
         name,
         sources=sources,
-        include_dirs=["src", np.get_include()],
-        depends=depends,
+        include_dirs=SRC_PARTS + [np.get_include()],
+        depends=DEPENDS,
         define_macros=macros + [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
 
 
-HEADERS = ["src/lstm_core.h", "src/lstm_activations.h", "src/lstm_dispatch.h",
-           "src/lstm_float_env.h", "src/kernel_helpers.inc", "lstm_core/_blas.pxd",
-           "lstm_core/_boundary.pxd"]
+# src/ in its parts: the C contract, the kernels, the packed products, the threads.
+SRC_PARTS = ["src/include", "src/kernels", "src/gemm", "src/threads"]
+# Every module depends on every C header and template (a change rebuilds what includes it).
+DEPENDS = sorted(glob.glob("src/*/*.h") + glob.glob("src/*/*.inc")
+                 + glob.glob("lstm_core/*.pxd"))
 
 extensions = [
-    extension("lstm_core._boundary", ["lstm_core/_boundary.pyx"], ["src/lstm_float_env.h"]),
-    extension("lstm_core._threads", ["lstm_core/_threads.pyx"],
-              ["lstm_core/_boundary.pxd", "lstm_core/_kernels.pxd", "src/lstm_affinity.h",
-               "src/lstm_barrier.h"]),
-    extension("lstm_core._lstm", ["lstm_core/_lstm.pyx", "src/lstm_kernels.c"],
-              HEADERS + ["src/lstm_kernels.inc", "src/lstm_panels.inc", "src/lstm_lanes.inc",
-                         "src/lstm_matvec.inc", "src/lstm_shares.h",
-                         "lstm_core/_kernels.pxd", "lstm_core/_threads.pxd"]),
-    extension("lstm_core._rnn", ["lstm_core/_rnn.pyx", "src/rnn_kernels.c"],
-              HEADERS + ["src/rnn_core.h", "src/rnn_kernels.inc", "lstm_core/_kernels.pxd",
-                         "lstm_core/_rnn_kernels.pxd"]),
+    extension("lstm_core._boundary", ["lstm_core/_boundary.pyx"]),
+    extension("lstm_core._threads", ["lstm_core/_threads.pyx", "src/threads/lstm_runner.c"]),
+    extension("lstm_core._testing", ["lstm_core/_testing.pyx", "src/kernels/lstm_plan.c",
+                                     "src/threads/lstm_runner.c"]),
+    extension("lstm_core._lstm", ["lstm_core/_lstm.pyx", "src/kernels/lstm_plan.c",
+                                  "src/kernels/lstm_kernels.c", "src/threads/lstm_runner.c"]),
+    extension("lstm_core._rnn", ["lstm_core/_rnn.pyx", "src/kernels/rnn_kernels.c"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -9,7 +9,7 @@ What is measured
                and the parameters, then y.backward(dy), grads reset to None before each run.
       step     (the "cell" case) lstm_core.lstm_cell vs reference.lstm_cell vs
                torch.nn.LSTMCell under torch.no_grad().
-    Stacked cases (S3-bi2: 2 layers, bidirectional; issue #4) time the layers instead, in the
+    Stacked cases (S3-bi2: 2 layers, bidirectional) time the layers instead, in the
     same two modes: lstm_core.LSTM(I, H, num_layers, bidirectional=...) after eval() for fwd;
     after train(), zero_grad(), forward, backward(dy) for fwd+bwd (zero_grad stands for
     torch's reset of the grads) vs torch.nn.LSTM with the same arguments, loaded with the
@@ -57,7 +57,7 @@ How
     the GB/s at which scipy's sgemv streams a matrix of the cell's weight size
     (`sgemv_gbs`).
 
-    Targets: the speed-ups asked of lstm_core (issue #4), per case and mode.  Column
+    Targets: the speed-ups over torch set for lstm_core, per case and mode.  Column
     "need%" is the share of the roofline (sgemm_gfs, or dgemm_gfs for float64) that
     lstm_core would have to run at to meet its target against this run's torch time;
     above 100, no GEMM-bound implementation on this machine can meet it.  For the cell,
@@ -104,8 +104,9 @@ SLOW_CALL_S = 2.0  # slower calls get SLOW_REPEATS samples (still >= 5 unless --
 SLOW_REPEATS = 5
 QUICK_REPEATS = 3
 NOISY = 0.10  # samples whose interquartile range exceeds this fraction of the median
-# OpenBLAS workers spin ~0.13 s after a call (libgomp's less) and, on few cores, steal the
-# CPU from the next library's threads; multi-threaded samples start after this pause.
+# Idle OpenBLAS workers spin for a while after a call (libgomp's for less; see
+# docs/performance.rst) and, on few cores, steal the CPU from the next library's threads;
+# multi-threaded samples start after this pause, longer than that spin.
 SETTLE_S = 0.3
 IMPLS = ("lstm_core", "reference", "torch")
 
@@ -122,7 +123,7 @@ class Case:
     big: bool = False  # --quick skips the reference here
     layers: int = 1
     bidirectional: bool = False
-    targets: tuple = ()  # (mode, torch/lstm_core speed-up asked by issue #4) pairs
+    targets: tuple = ()  # (mode, torch/lstm_core speed-up asked of it) pairs
 
     @property
     def stacked(self):
@@ -746,7 +747,7 @@ def parse_args(argv=None):
                         "N in {16,32,64})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results (default: "
-                   "benchmarks/results/bench-<YYYY-MM-DD>.json)")
+                   "benchmarks/results/bench-<YYYY-MM-DD>-<commit>.json)")
     args = p.parse_args(argv)
     if not args.quick and args.repeats < 5:
         p.error("--repeats must be at least 5 (use --quick for a smoke run)")
@@ -774,9 +775,10 @@ def select_threads(args):
 def main(argv=None):
     args = parse_args(argv)
     repeats = QUICK_REPEATS if args.quick else args.repeats
-    out = args.out or (Path(__file__).resolve().parent / "results"
-                       / f"bench-{dt.date.today().isoformat()}.json")
     info = header_info()
+    # Results are named by date and the commit they ran on (the header records both).
+    out = args.out or (Path(__file__).resolve().parent / "results"
+                       / f"bench-{dt.date.today().isoformat()}-{info['git'] or 'nogit'}.json")
     print(format_header(info), flush=True)
     start = time.perf_counter()
     grids = []

@@ -146,8 +146,8 @@ def profile(case_name, threads, impl, mode, seconds, perf):
             proc.stdin.write("GO\n")
             proc.stdin.flush()
             # System-wide: sampling only the child (-p) would follow each new thread of
-            # lstm_core's split loops through perf's inherited events, which made its
-            # 2-thread S3 forward 3-4x slower; system-wide events are per CPU.
+            # lstm_core's split loops through perf's inherited events, which slows those
+            # loops down several times over; system-wide events are per CPU.
             subprocess.run([perf, "record", "-q", "-a", "-F", str(SAMPLE_HZ), "-o", str(data),
                             "--", "sleep", str(seconds)], check=True, capture_output=True)
             proc.stdin.write("STOP\n")

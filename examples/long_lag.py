@@ -2,7 +2,7 @@
 vs vanilla RNN with the same parameter budget and seeds.
 
     python examples/long_lag.py                       # ~15 minutes on one core
-    python examples/long_lag.py --readme README.md    # also rewrite the README's table
+    python examples/long_lag.py --out examples/results/long_lag   # the committed results
     python examples/long_lag.py --quick               # a smoke test
 
 The same as `python -m lstm_core experiments`; the code lives in lstm_core/demos/long_lag.py.

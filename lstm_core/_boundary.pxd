@@ -4,12 +4,12 @@ from cpython.ref cimport PyObject
 
 # Inference mode projects the input of several steps with one GEMM; it takes as many steps
 # as make about this many rows, so the GEMM stays efficient while the workspace stays
-# bounded whatever T (one step at least): 1024 rows x 4H, 4 MB at H = 256.  Against 256 rows
-# it made S5's forward ~7% faster (A/B, 1 thread; S3 ~3%, S2/S4 within noise).
+# bounded whatever T (one step at least): 1024 rows x 4H, 4 MB at H = 256.  The GRU and the
+# RNN use it; the LSTM's plan has the same rule (src/kernels/lstm_plan.c).
 cdef enum:
     INFERENCE_CHUNK_ROWS = 1024
 
-# Subnormals flushed to zero on the calling thread while a kernel runs (src/lstm_float_env.h):
+# Subnormals flushed to zero on the calling thread while a kernel runs (src/kernels/lstm_float_env.h):
 #     saved = flush_subnormals(); ...kernels...; restore_float_env(saved)
 cdef extern from "lstm_float_env.h" nogil:
     unsigned flush_subnormals "lstm_float_env_flush_subnormals"()

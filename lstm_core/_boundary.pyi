@@ -1,6 +1,6 @@
 # Stub of the compiled module lstm_core._boundary (_boundary.pyx): argument checking and the
-# workspace pool shared by the Cython boundaries.  The test hooks (_spare_buffers, ...) are
-# left out: only the tests call them (see .ci/stubtest-allowlist.txt).
+# workspace pool shared by the Cython boundaries.  The private helpers _spare_buffers (which
+# only the tests call) and _physical_memory are left out.
 
 from typing import Any
 

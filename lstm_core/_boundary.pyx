@@ -247,13 +247,9 @@ cdef cnp.ndarray zeros(tuple shape, int typenum):
 # Workspaces that never leave a call (dz, the packed weights, the inference projection) come
 # from a pool of spare buffers, given back when the call ends: a training loop then reuses
 # the same memory instead of mapping and faulting in fresh pages on every call (in this VM
-# a fresh page costs a fault, zeroing and, above 128 KB, an mmap/munmap pair).  Measured in
-# one process, alternating with fresh buffers (free_workspace before each call), training
-# steps at 2 threads: S1 0.71x, S2 0.70x, S3 0.885x, S4 0.97x the time; at 1 thread S2
-# 0.71x, S3 0.86x; inference unchanged.
-# The pool keeps the most recently given back buffers, at most SPARES of them and
-# SPARE_BYTES in all: after an S5 training step (T, B, I, H = 25, 16, 1024, 1024) it holds
-# that call's 76 MB.  lstm_core.free_workspace() empties it.
+# a fresh page costs a fault, zeroing and, above 128 KB, an mmap/munmap pair; the gain is
+# in docs/measurements.rst).  The pool keeps the most recently given back buffers, at most
+# SPARES of them and SPARE_BYTES in all.  lstm_core.free_workspace() empties it.
 cdef enum:
     SPARES = 8
 cdef Py_ssize_t SPARE_BYTES = 256 << 20

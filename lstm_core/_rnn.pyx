@@ -4,7 +4,7 @@
 # The same rules as lstm_core._lstm, through the same checks (lstm_core._boundary): each call
 # validates once (TypeError for dtypes, ValueError for shapes, naming the argument), copies a
 # non-contiguous input once, allocates every output and workspace, then releases the GIL and
-# runs the whole time loop in C (src/rnn_core.h).  No module-level mutable state.
+# runs the whole time loop in C (src/include/rnn_core.h).  No module-level mutable state.
 
 cimport cython
 cimport numpy as cnp

@@ -1,4 +1,4 @@
-# Declarations of src/rnn_core.h, one function per line; shapes and contracts are there.
+# Declarations of src/include/rnn_core.h, one function per line; shapes and contracts are there.
 from lstm_core._kernels cimport lstm_gemm_f32, lstm_gemm_f64
 
 cdef extern from "rnn_core.h" nogil:

@@ -1,6 +1,6 @@
-# Stub of the compiled module lstm_core._threads (_threads.pyx): the thread count of the
-# kernels' time loops.  The test hooks (_loop_parts, _force_split, ...) are left out: only the
-# tests call them (see .ci/stubtest-allowlist.txt).
+# Stub of the compiled module lstm_core._threads (_threads.pyx): the process-wide settings of
+# the kernels' time loops.  The private helper _usable_cpus is left out: nothing outside the
+# module calls it.
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

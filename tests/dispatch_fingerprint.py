@@ -3,7 +3,7 @@
 .ci/run builds the package a second time without runtime CPU dispatch (the portable
 baseline code only) and checks that both builds print the same hash: the AVX-512, AVX2
 and baseline versions of the pointwise kernels, and of the one-row matvec kernel
-(src/lstm_matvec.inc), must give identical results.  The problems keep the recurrent products
+(src/gemm/lstm_matvec.inc), must give identical results.  The problems keep the recurrent products
 off the packed kernel with T * B < 8 rows: it (T * B >= 8) fuses multiply-adds where the CPU
 has FMA, so its last bits depend on the instruction set.  Three problems: several steps with
 a partial length, a wider batch with zero lengths, and a batch of one (the matvec kernel,

@@ -1,4 +1,4 @@
-"""Accuracy and saturation of the kernels' sigmoid and tanh (src/lstm_activations.h).
+"""Accuracy and saturation of the kernels' sigmoid and tanh (src/kernels/lstm_activations.h).
 
 A one-step forward with I = H = 1, w_ih = 1, w_hh = 0 and no bias has pre-activations
 z = x exactly, so its cache holds sigmoid(x) (gates i, f, o) and tanh(x) (gate g) for every
@@ -104,7 +104,7 @@ def every_float(lo, hi, dtype):
     return np.arange(a, b + 1, dtype=bits).view(dtype)
 
 
-# The edges of the approximations (src/lstm_activations.h), where a constant a little off
+# The edges of the approximations (src/kernels/lstm_activations.h), where a constant a little off
 # goes unseen by the coarser grid above: sigmoid's underflow to 0 (the threshold EXP_LOW and
 # the true edge ln(smallest normal)), sigmoid's rounding to 1, and tanh's to +-1 (TANH_BIG).
 # float32: every number in a band around each; float64: every number within 2^16 ulps of each

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from lstm_core import _lstm
+from lstm_core import _testing
 from lstm_core import reference as ref
 
 from lstm_problems import Problem, assert_close
@@ -169,12 +169,13 @@ def test_small_batch_kernel_edges(B, H, dtype):
 
 # A loop of one task with small products: the packed kernel projects the input (in pieces of
 # 256 rows: here 390) and computes dx and the weight gradients, instead of the BLAS
-# (lstm_core/_lstm.pyx, _projection and SMALL_PRODUCT_FLOPS).
+# (src/kernels/lstm_plan.c, SMALL_PRODUCT_FLOPS).
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("training", [True, False], ids=["training", "inference"])
 def test_small_one_task_calls_off_the_blas(training, dtype):
     T, B, I, H = 130, 3, 5, 6
-    assert _lstm._projection_of(T, B, I, H, np.dtype(dtype).itemsize, 1) == "packed"
+    assert _testing.lstm_plan_of(T, B, I, H, dtype)["projection"] == "packed"
+    assert _testing.lstm_plan_of(T, B, I, H, dtype, backward=True)["weight_products"]
     p = Problem(T, B, I, H, seed=5)
     cache, ref_cache = check_forward(p, dtype, training=training)
     if training:
@@ -182,7 +183,7 @@ def test_small_one_task_calls_off_the_blas(training, dtype):
 
 
 # A batch of one too short to pack the weights (T * B < 8) multiplies its row by them with
-# the matvec kernel (src/lstm_matvec.inc): blocks of 16 float32 or 8 float64 rows of W (G = 4H
+# the matvec kernel (src/gemm/lstm_matvec.inc): blocks of 16 float32 or 8 float64 rows of W (G = 4H
 # rows: below one block with H = 1, whole blocks with H = 4, whole ones then a partial one
 # with H = 17), each row cut into 64-byte vectors, the last zero-padded (K = I: 1, 15, 16, 17,
 # 40; K = H).  The training forward projects T = 5 rows at once (a GEMM) and steps with the

@@ -1,7 +1,7 @@
 """The time loop shared between threads (lc.set_num_threads).
 
 A call may run its time loop as several tasks, which share either its batch rows or its
-columns (hidden units; the tasks then meet at a barrier every step) (src/lstm_core.h,
+columns (hidden units; the tasks then meet at a barrier every step) (src/include/lstm_core.h,
 Threads).  An output's arithmetic must not depend on which task computes
 it: any two thread counts above one give the same bits.  With one thread the forward
 projects the input with a BLAS GEMM, with several each task projects its columns with the
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from lstm_core import _lstm, _threads
+from lstm_core import _testing
 from lstm_problems import TOLERANCE, Problem, assert_close
 from lstm_core import reference as ref
 
@@ -28,9 +28,9 @@ def threads():
     """Restores the thread count a test changes; lets loops use more threads than this
     machine's CPUs (3 parts on 2 CPUs), which they otherwise never do."""
     saved = lc.get_num_threads()
-    _threads._allow_more_threads_than_cpus(True)
+    _testing.allow_more_threads_than_cpus(True)
     yield lc.set_num_threads
-    _threads._allow_more_threads_than_cpus(False)
+    _testing.allow_more_threads_than_cpus(False)
     lc.set_num_threads(saved)
 
 
@@ -55,7 +55,7 @@ def everything(p, dtype, lengths):
 # B = 5 rows for 3 threads by columns (H = 100); a long input (I = 600), whose sums the BLAS
 # splits into blocks.  Each loop is checked to be split below.
 SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (60, 5, 64, 100), (30, 16, 600, 96)]
-# the two ways of splitting a loop (src/lstm_core.h, Threads); by rows needs 2 blocks of 8
+# the two ways of splitting a loop (src/include/lstm_core.h, Threads); by rows needs 2 blocks of 8
 CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
          if split == "columns" or shape[1] >= 16]
 
@@ -63,15 +63,16 @@ CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
 @pytest.fixture
 def split():
     """Forces a way of splitting the loops, and restores the automatic choice."""
-    yield _threads._force_split
-    _threads._force_split(None)
+    yield _testing.force_split
+    _testing.force_split(None)
 
 
-def parts_of(shape, itemsize):
-    """(parts, by_rows) of the forward and of the backward loop of this shape."""
+def parts_of(shape, dtype):
+    """(parts, by_rows) of the forward's and of the backward's plan of this shape."""
     T, B, I, H = shape
-    return (_threads._loop_parts(B, H, 8.0 * B * H * (H + I), T, 4.0 * H * (H + I) * itemsize),
-            _threads._loop_parts(B, H, 8.0 * B * H * H, T, 4.0 * H * H * itemsize))
+    plans = (_testing.lstm_plan_of(T, B, I, H, dtype),
+             _testing.lstm_plan_of(T, B, I, H, dtype, backward=True))
+    return [(plan["parts"], plan["by_rows"]) for plan in plans]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -88,7 +89,7 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
     results = {}
     for n in (2, 3):
         threads(n)
-        for parts, by_rows in parts_of(shape, np.dtype(dtype).itemsize):
+        for parts, by_rows in parts_of(shape, dtype):
             assert parts >= 2 and by_rows == (mode == "rows"), ("not split", parts, by_rows)
         results[n] = everything(p, dtype, lengths)
     for name, value in serial.items():
@@ -102,25 +103,44 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
         scale = max(1.0, float(np.abs(value).max()))
         error = float(np.abs(results[2][name].astype(np.float64) - value).max()) / scale
         assert error <= TOLERANCE[np.dtype(dtype)], (name, error)
-        itemsize = np.dtype(dtype).itemsize
-        if name in FORWARD_OUTPUTS and _lstm._projection_of(T, B, I, H, itemsize, 1) == "merged":
+        one = _testing.lstm_plan_of(T, B, I, H, dtype, threads=1)
+        if name in FORWARD_OUTPUTS and one["projection"] == "merged":
             np.testing.assert_array_equal(results[2][name], value, err_msg=name)
 
 
 def test_the_projection_is_chosen_where_it_pays():
-    # _projection_of(T, B, I, H, itemsize, parts): split loops merge; one thread merges with
-    # both packed weights in a core's cache (<= 1 MB) and a full block of 8 rows; else a
-    # small projection (< 2e7 flops) uses the packed kernel, a large one the BLAS
-    choose = _lstm._projection_of
-    assert choose(100, 1, 64, 64, 4, 2) == "merged"
-    assert choose(100, 16, 128, 128, 4, 1) == "merged"  # S2: 512 KB
-    assert choose(100, 8, 128, 128, 8, 1) == "merged"  # 1 MB in float64
-    assert choose(100, 7, 128, 128, 4, 1) == "gemm"  # less than a block of rows, 9e7 flops
-    assert choose(20, 7, 64, 64, 4, 1) == "packed"  # the same with 4.6e6 flops
-    assert choose(100, 1, 64, 64, 4, 1) == "packed"  # S1: 3.3e6 flops
-    assert choose(100, 32, 256, 256, 4, 1) == "gemm"  # S3: 2 MB, 1.7e9 flops
-    assert choose(1, 16, 128, 256, 4, 1) == "packed"  # 1.5 MB, a one-step cell
-    assert choose(100, 16, 128, 128, 16, 1) == "gemm"  # 2 MB
+    # src/kernels/lstm_plan.c: split loops merge; one thread merges with both packed weights
+    # in a core's cache (<= 1 MB) and a full block of 8 rows; else a small projection
+    # (< 2e7 flops) uses the packed kernel, a large one the BLAS
+    def projection(T, B, I, H, dtype=np.float32, threads=1):
+        return _testing.lstm_plan_of(T, B, I, H, dtype, threads=threads)["projection"]
+    s3 = _testing.lstm_plan_of(100, 32, 256, 256, np.float32, threads=2)
+    assert s3["parts"] == 2 and s3["projection"] == "merged"
+    assert projection(100, 16, 128, 128) == "merged"  # S2: 512 KB
+    assert projection(100, 8, 128, 128, np.float64) == "merged"  # 1 MB in float64
+    assert projection(100, 7, 128, 128) == "gemm"  # less than a block of rows, 9e7 flops
+    assert projection(20, 7, 64, 64) == "packed"  # the same with 4.6e6 flops
+    assert projection(100, 1, 64, 64) == "packed"  # S1: 3.3e6 flops
+    assert projection(100, 32, 256, 256) == "gemm"  # S3: 2 MB, 1.7e9 flops
+    assert projection(1, 16, 128, 256) == "packed"  # 1.5 MB, a one-step cell
+    assert projection(100, 16, 256, 256) == "gemm"  # 2 MB
+    assert projection(1, 7, 64, 64) == "gemm"  # fewer than 8 rows of products: not packed
+
+
+def test_the_plan_sizes_one_workspace():
+    # src/include/lstm_plan.h: the packed weights, the inference projection and scratch, or
+    # the backward's dz and weight products' panels, in one buffer
+    T, B, I, H = 30, 5, 20, 24  # gate panels of float32: 16 units a pair, so H pads to 32
+    plan = _testing.lstm_plan_of(T, B, I, H, np.float32, training=False, threads=1)
+    assert plan["projection"] == "packed" and plan["chunk"] == T  # 1024 rows: all 30 steps
+    assert plan["w_hh_panels"] == 4 * 32 * H and plan["w_ih_panels"] == 4 * 32 * I
+    assert plan["work"] == T * B * 4 * H + 2 * B * H
+    back = _testing.lstm_plan_of(T, B, I, H, np.float32, backward=True, threads=1)
+    assert back["weight_products"] and back["work"] == T * B * 4 * H
+    assert back["w_hh_panels"] == 32 * 4 * H  # plain panels of w_hh (G x H): one of 32
+    for p in (plan, back):
+        assert p["workspace"] == (p["w_ih_panels"] + p["w_hh_panels"] + p["work"]
+                                  + p["grad_panels"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -141,18 +161,18 @@ def test_loops_split_only_when_it_pays(threads):
     # _loop_parts(B, H, flops per step, T, bytes of packed weights) -> (parts, by_rows)
     small, large = 512e3, 8e6  # bytes of weights: below and above what a core's cache keeps
     threads(2)
-    assert _threads._loop_parts(64, 128, 1e5, 1000, small)[0] == 1  # too little per step
-    assert _threads._loop_parts(64, 128, 1e6, 5, small)[0] == 1  # too little for a thread
-    assert _threads._loop_parts(64, 63, 1e9, 100, large) == (1, False)  # < 2 panels of units
-    assert _threads._loop_parts(15, 128, 1e9, 100, small) == (2, False)  # < 2 blocks of rows
-    assert _threads._loop_parts(16, 128, 1e9, 100, small) == (2, True)  # weights in cache
-    assert _threads._loop_parts(64, 512, 1e9, 100, large) == (2, False)  # weights streamed
+    assert _testing.loop_parts(64, 128, 1e5, 1000, small)[0] == 1  # too little per step
+    assert _testing.loop_parts(64, 128, 1e6, 5, small)[0] == 1  # too little for a thread
+    assert _testing.loop_parts(64, 63, 1e9, 100, large) == (1, False)  # < 2 panels of units
+    assert _testing.loop_parts(15, 128, 1e9, 100, small) == (2, False)  # < 2 blocks of rows
+    assert _testing.loop_parts(16, 128, 1e9, 100, small) == (2, True)  # weights in cache
+    assert _testing.loop_parts(64, 512, 1e9, 100, large) == (2, False)  # weights streamed
     threads(64)
-    assert _threads._loop_parts(4096, 4096, 1e6, 35, large)[0] == 3  # 1e7 flops per thread
-    assert _threads._loop_parts(4096, 4096, 1e6, 1000, large)[0] == 5  # 2e5 per thread, step
-    assert _threads._loop_parts(4096, 160, 1e9, 1000, large) == (5, False)  # a panel each
-    assert _threads._loop_parts(40, 4096, 1e9, 1000, small) == (64, False)  # rows too few
-    assert _threads._loop_parts(1024, 4096, 1e9, 1000, small) == (64, True)
+    assert _testing.loop_parts(4096, 4096, 1e6, 35, large)[0] == 3  # 1e7 flops per thread
+    assert _testing.loop_parts(4096, 4096, 1e6, 1000, large)[0] == 5  # 2e5 per thread, step
+    assert _testing.loop_parts(4096, 160, 1e9, 1000, large) == (5, False)  # a panel each
+    assert _testing.loop_parts(40, 4096, 1e9, 1000, small) == (64, False)  # rows too few
+    assert _testing.loop_parts(1024, 4096, 1e9, 1000, small) == (64, True)
 
 
 def test_loops_use_no_more_threads_than_cpus(threads):
@@ -160,9 +180,9 @@ def test_loops_use_no_more_threads_than_cpus(threads):
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("the cap reads the CPU affinity, which only Linux reports")
     cpus = len(os.sched_getaffinity(0))
-    _threads._allow_more_threads_than_cpus(False)
+    _testing.allow_more_threads_than_cpus(False)
     threads(cpus + 3)
-    assert _threads._loop_parts(4096, 4096, 1e9, 1000, 8e6)[0] == min(cpus, 64)
+    assert _testing.loop_parts(4096, 4096, 1e9, 1000, 8e6)[0] == min(cpus, 64)
 
 
 def test_set_num_threads_checks_its_argument(threads):
@@ -229,7 +249,7 @@ def test_forked_child_splits_its_loop_too(tmp_path):
 
 def test_chunks_claimed_at_run_time_give_the_same_bits(threads, split):
     """Split by columns, each step's chunks of hidden units go to whichever thread claims them
-    first (src/lstm_kernels.inc, forward_chunks and backward_chunks), which changes from call
+    first (src/kernels/lstm_kernels.inc, forward_chunks and backward_chunks), which changes from call
     to call.  Three threads on this machine's two CPUs: one of them is often descheduled in
     the middle of a step and its chunks are taken by the others.  Every call must give the
     same bits, and the values of the reference."""
@@ -237,7 +257,7 @@ def test_chunks_claimed_at_run_time_give_the_same_bits(threads, split):
     p = Problem(T, B, I, H, seed=3)
     split("columns")
     threads(3)
-    for parts, by_rows in parts_of((T, B, I, H), 4):
+    for parts, by_rows in parts_of((T, B, I, H), np.float32):
         assert parts == 3 and not by_rows, ("not split 3 ways by columns", parts, by_rows)
     first = everything(p, np.float32, None)
     y, h_n, c_n, _ = ref.lstm_forward(*p.args(np.float64))

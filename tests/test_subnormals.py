@@ -1,4 +1,4 @@
-"""Subnormal numbers are flushed to zero inside the kernels only (src/lstm_float_env.h)."""
+"""Subnormal numbers are flushed to zero inside the kernels only (src/kernels/lstm_float_env.h)."""
 
 import numpy as np
 import pytest

@@ -1,0 +1,22 @@
+/*
+ * lstm_panel_sizes.h -- how many panels a packed matrix takes (lstm_panels.inc, Layout),
+ * for the kernels and for the plan that sizes their workspace.
+ */
+#ifndef LSTM_PANEL_SIZES_H
+#define LSTM_PANEL_SIZES_H
+
+#include <stddef.h>
+
+/* Columns per panel: two 64-byte vectors of the dtype. */
+#define LSTM_PANEL_F32 32
+#define LSTM_PANEL_F64 16
+
+/* Panels of the packed copy of a K x N matrix, `panel` columns each: gate panels (gated,
+ * N = 4H) come in pairs over panel/2 hidden units, plain ones take the columns in order. */
+static inline ptrdiff_t lstm_panels_count(ptrdiff_t N, int gated, ptrdiff_t panel)
+{
+    const ptrdiff_t units = panel / 2;
+    return gated ? (N / 4 + units - 1) / units * 2 : (N + panel - 1) / panel;
+}
+
+#endif /* LSTM_PANEL_SIZES_H */
