@@ -122,7 +122,9 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, torch.optim.SGD's rule (dampening 0)::
+    """Stochastic gradient descent, torch.optim.SGD's rule (dampening 0).
+
+    ::
 
         g = grad + weight_decay * p
         buf = g on the first step, else momentum * buf + g      (when momentum > 0)
@@ -184,7 +186,9 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, torch.optim.Adam's rule (weight decay added to the gradient, L2)::
+    """Adam, torch.optim.Adam's rule (weight decay added to the gradient, L2).
+
+    ::
 
         g = grad + weight_decay * p
         m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2       (m, v start at 0)
@@ -250,7 +254,7 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay, torch.optim.AdamW's rule.
 
-    p *= 1 - lr * weight_decay, then the Adam step on the plain gradient.
+    ``p *= 1 - lr * weight_decay``, then the Adam step on the plain gradient.
 
     Parameters
     ----------
@@ -280,7 +284,7 @@ class AdamW(Adam):
 def clip_grad_norm(grads: Mapping[str, FloatArray], max_norm: float) -> float:
     """Scale all gradients in place so their global 2-norm is at most max_norm.
 
-    Like torch.nn.utils.clip_grad_norm_, the factor is max_norm / (norm + 1e-6), applied
+    Like ``torch.nn.utils.clip_grad_norm_``, the factor is max_norm / (norm + 1e-6), applied
     only when it is below 1.
 
     Parameters
