@@ -19,7 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from lstm_core._typing import FloatArray
-from lstm_core.layers import Linear, Module, RecurrentStack, SequenceModel, _positive_int, float_dtype
+from lstm_core.layers import (Linear, Module, RecurrentStack, SequenceModel, _positive_int,
+                              float_dtype)
 
 _EXACT_FLOAT32_IDS = 2 ** 24
 

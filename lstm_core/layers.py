@@ -560,7 +560,7 @@ class LSTM(RecurrentStack):
     and the reverse direction starts at each sequence's last valid step, as torch's packed
     sequences do.
 
-    Parameters (self.params), for layer k and suffix "" or "_reverse": weight_ih_l{k}
+    The parameters (self.params), for layer k and suffix "" or "_reverse": weight_ih_l{k}
     (4H, I_k), weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,) when bias; I_0 = I,
     I_k = D*H.  Initialised like torch, U(-1/sqrt(H), 1/sqrt(H)), from
     np.random.default_rng(seed).
@@ -675,12 +675,14 @@ class LSTM(RecurrentStack):
         return lstm_cell(x_t, h, c, *self._weights(layer, 0))
 
     def __call__(self, x: ArrayLike, hx: Sequence[ArrayLike] | None = None,
-                 lengths: ArrayLike | None = None) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
+                 lengths: ArrayLike | None = None
+                 ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
         """The same as forward(x, hx, lengths)."""
         return self.forward(x, hx, lengths)
 
     def forward(self, x: ArrayLike, hx: Sequence[ArrayLike] | None = None,
-                lengths: ArrayLike | None = None) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
+                lengths: ArrayLike | None = None
+                ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
         """Run the stack over a whole sequence.
 
         Parameters

@@ -121,7 +121,8 @@ def _active(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.bool_]:
         return np.ones((T, B, 1), dtype=bool)
     array = np.asarray(lengths)
     if array.shape != (B,) or array.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers of shape {(B,)}, got {array.dtype} {array.shape}")
+        raise ValueError(
+            f"lengths must be integers of shape {(B,)}, got {array.dtype} {array.shape}")
     if B and (array.min() < 0 or array.max() > T):
         raise ValueError(f"lengths must lie in [0, T={T}], got {array.min()}..{array.max()}")
     return (np.arange(T)[:, None] < array[None, :])[:, :, None]

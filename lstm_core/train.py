@@ -343,7 +343,9 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
             if totals.counted:
                 metrics["accuracy"] = totals.hits / totals.counted
             if val is not None:
-                for k, v in evaluate(model, val.x, cast(NDArray[Any], val.y), loss=loss, lengths=val.lengths).items():
+                val_y = cast(NDArray[Any], val.y)  # validation_data always has targets
+                for k, v in evaluate(model, val.x, val_y, loss=loss,
+                                     lengths=val.lengths).items():
                     metrics["val_" + k] = v
             metrics["lr"] = lr
             for k, v in metrics.items():
