@@ -11,9 +11,10 @@ import os
 import pathlib
 import runpy
 import sys
+from collections.abc import Sequence
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lstm_core",
                                      description="lstm_core demos, experiments and benchmarks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +44,7 @@ def build_parser():
     return parser
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The parsed command line; `bench` keeps the arguments it does not know in bench_args
     (argparse's REMAINDER would refuse ones that look like options)."""
     parser = build_parser()
@@ -54,7 +55,7 @@ def parse_args(argv=None):
     return args
 
 
-def find_benchmark():
+def find_benchmark() -> pathlib.Path | None:
     """benchmarks/bench_lstm.py in the current folder or next to the package's source folder,
     or None (an installed wheel has no benchmarks)."""
     package_parent = pathlib.Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def find_benchmark():
     return None
 
 
-def run_demo(args):
+def run_demo(args: argparse.Namespace) -> int:
     if args.name == "sentiment":
         from lstm_core.demos import sentiment
         options = {} if args.epochs is None else {"epochs": args.epochs}
@@ -86,15 +87,18 @@ def run_demo(args):
     return 0
 
 
-def run_experiments(args):
+def run_experiments(args: argparse.Namespace) -> int:
     from lstm_core.demos import long_lag
-    split = lambda text: None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+    def split(text: str | None) -> list[str] | None:
+        return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
     long_lag.main(out_dir=args.out, quick=args.quick, cells=split(args.cells),
                   tasks=split(args.tasks), readme=args.readme)
     return 0
 
 
-def run_bench(args):
+def run_bench(args: argparse.Namespace) -> int:
     script = find_benchmark()
     if script is None:
         print("benchmarks/bench_lstm.py is not here: the benchmark ships with the source, not "
@@ -107,7 +111,7 @@ def run_bench(args):
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "bench":
         return run_bench(args)      # the benchmark sets its own thread counts

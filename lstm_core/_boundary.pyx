@@ -348,7 +348,10 @@ def give_scratch(spare):
 
 
 def free_workspace():
-    """Release the workspace buffers the kernels keep between calls (see README, Memory)."""
+    """Release the workspace buffers the kernels keep between calls (see README, Memory).
+
+    The next call allocates afresh what it needs.
+    """
     _spares.clear()
 
 

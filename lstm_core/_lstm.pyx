@@ -43,13 +43,30 @@ cdef class LSTMCache:
 
     It holds the inputs of the call (x, w_ih, w_hh: the very arrays passed in when they were
     already contiguous, so modifying them in place before lstm_backward changes the
-    gradients) and the saved activations, read-only:
-    gates (T, B, 4H) post-activation i, f, g, o; c, h (T+1, B, H) with slot 0 = c0, h0;
-    tanh_c (T, B, H); lengths (B,) C ints, or None.  Past a sequence's length, gates and
+    gradients) and the saved activations, read-only.  Past a sequence's length, gates and
     tanh_c hold zeros and h, c the carried state.  A cache may be used by any number of
     lstm_backward calls.  Only lstm_forward creates caches; the class cannot be instantiated
     or subclassed.  The saved activations live in one buffer of the workspace pool, given
     back to it when the cache goes, unless one of them is still referenced elsewhere.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The forward's input.
+    w_ih : ndarray, shape (4H, I)
+        The forward's input weights.
+    w_hh : ndarray, shape (4H, H)
+        The forward's recurrent weights.
+    lengths : ndarray of C int, shape (B,), or None
+        The forward's lengths.
+    gates : ndarray, shape (T, B, 4H)
+        Post-activation i, f, g, o of every step.
+    c, h : ndarray, shape (T+1, B, H)
+        Cell and hidden states, slot 0 = c0, h0.
+    tanh_c : ndarray, shape (T, B, H)
+        tanh of the cell state of every step.
+    has_bias : bool
+        Whether the forward had a bias.
     """
 
     cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, c, tanh_c, h
@@ -362,16 +379,63 @@ cdef tuple _cell(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.ndarray
 def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None):
     """Run a one-layer LSTM over a whole sequence.
 
-    x (T, B, I); w_ih (4H, I); w_hh (4H, H); bias (4H,) = b_ih + b_hh or None;
-    h0, c0 (B, H) or None for zeros.  All arrays float32, or all float64.
-    lengths (B,) integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence
-    b's state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
-    length (what torch computes on a packed sequence, without packing); the cache remembers
-    the lengths and lstm_backward masks the gradients to match.
-    Returns y (T, B, H), h_n (B, H), c_n (B, H) and a cache for lstm_backward
-    (None when training=False, which keeps no per-step activations: memory O(B*H) beyond
-    the inputs and outputs).  Non-contiguous inputs are copied once; inputs are never
-    modified; the GIL is released while the kernels run.
+    Gate order i, f, g, o along the 4H axis.  All arrays float32, or all float64.
+    Non-contiguous inputs are copied once; inputs are never modified; the GIL is released
+    while the kernels run.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : ndarray, shape (4H, I)
+        Input weights.
+    w_hh : ndarray, shape (4H, H)
+        Recurrent weights.
+    bias : ndarray, shape (4H,), optional
+        b_ih + b_hh, or None for no bias.
+    h0, c0 : ndarray, shape (B, H), optional
+        Initial states; None for zeros.
+    training : bool, default True
+        Keep the per-step activations lstm_backward needs.  False keeps none: memory
+        O(B*H) beyond the inputs and outputs.
+    lengths : array_like of int, shape (B,), optional
+        Integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence b's
+        state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
+        length (what torch computes on a packed sequence, without packing); the cache
+        remembers the lengths and lstm_backward masks the gradients to match.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n, c_n : ndarray, shape (B, H)
+        The final states.
+    cache : LSTMCache or None
+        What lstm_backward needs; None when training is False.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x's (the message names the argument).
+    ValueError
+        For a wrong number of axes or a wrong size, or lengths out of range (the message
+        names the argument with the expected and the actual shape).
+    MemoryError
+        When the outputs and the cache would need more memory than the machine has.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> rng = np.random.default_rng(0)
+    >>> T, B, I, H = 5, 2, 3, 4
+    >>> x = rng.standard_normal((T, B, I)).astype(np.float32)
+    >>> w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
+    >>> w_hh = rng.standard_normal((4 * H, H)).astype(np.float32)
+    >>> y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh)
+    >>> y.shape, h_n.shape
+    ((5, 2, 4), (2, 4))
     """
     cdef cnp.ndarray ax = sequence(x)
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[2], "x", 4,
@@ -382,10 +446,39 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     """Gradients of a loss through one training-mode lstm_forward call.
 
-    cache: from lstm_forward(..., training=True); dy (T, B, H), dh_n, dc_n (B, H): the
-    gradients of the loss with respect to y, h_n and c_n, None meaning zero.
-    Returns LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0); dbias is None when the forward
-    had no bias (its gradient is also the gradient of b_ih and of b_hh).
+    Parameters
+    ----------
+    cache : LSTMCache
+        From lstm_forward(..., training=True).
+    dy : ndarray, shape (T, B, H), optional
+        The gradient of the loss with respect to y; None means zero.
+    dh_n, dc_n : ndarray, shape (B, H), optional
+        The gradients with respect to h_n and c_n; None means zero.
+
+    Returns
+    -------
+    LSTMGrads
+        (dx, dw_ih, dw_hh, dbias, dh0, dc0), in the forward's dtype; dbias is None when the
+        forward had no bias (its gradient is also the gradient of b_ih and of b_hh).
+
+    Raises
+    ------
+    TypeError
+        For a cache that is not an LSTMCache, or a gradient of another dtype.
+    ValueError
+        For a gradient of the wrong shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((5, 2, 3))
+    >>> w_ih, w_hh = rng.standard_normal((16, 3)), rng.standard_normal((16, 4))
+    >>> y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh)
+    >>> grads = lc.lstm_backward(cache, dy=np.ones_like(y))
+    >>> grads.dx.shape, grads.dw_hh.shape
+    ((5, 2, 3), (16, 4))
     """
     if not isinstance(cache, LSTMCache) or (<LSTMCache>cache).x is None:
         raise TypeError(
@@ -419,9 +512,35 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
 
 
 def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
-    """One inference step: x_t (B, I), h, c (B, H) -> h1, c1 (B, H).
+    """One inference step of an LSTM: x_t, h, c -> h1, c1.
 
     The streaming path: no cache, nothing kept between calls; same rules as lstm_forward.
+
+    Parameters
+    ----------
+    x_t : ndarray, shape (B, I)
+        The input of this step.
+    h, c : ndarray, shape (B, H)
+        The states before the step.
+    w_ih : ndarray, shape (4H, I)
+        Input weights, gate order i, f, g, o.
+    w_hh : ndarray, shape (4H, H)
+        Recurrent weights.
+    bias : ndarray, shape (4H,), optional
+        b_ih + b_hh, or None for no bias.
+
+    Returns
+    -------
+    h1, c1 : ndarray, shape (B, H)
+        The states after the step.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x_t's.
+    ValueError
+        For a wrong number of axes or a wrong size.
     """
     cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[1], "x_t",

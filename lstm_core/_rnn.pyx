@@ -64,9 +64,23 @@ cdef class RNNCache:
     """What rnn_backward needs from one training-mode rnn_forward call.
 
     The inputs of the call (x, w_ih, w_hh: the arrays passed in when already contiguous) and,
-    read-only, h (T+1, B, H) with h[0] = h0, h[t+1] = h_t (carried past a sequence's
-    length); lengths (B,) C ints, or None.  Usable by any number of rnn_backward calls;
-    only rnn_forward creates them.
+    read-only, the hidden states.  Usable by any number of rnn_backward calls; only
+    rnn_forward creates them.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The forward's input.
+    w_ih : ndarray, shape (H, I)
+        The forward's input weights.
+    w_hh : ndarray, shape (H, H)
+        The forward's recurrent weights.
+    lengths : ndarray of C int, shape (B,), or None
+        The forward's lengths.
+    h : ndarray, shape (T+1, B, H)
+        h[0] = h0, h[t+1] = h_t (carried past a sequence's length).
+    has_bias : bool
+        Whether the forward had a bias.
     """
 
     cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, h
@@ -142,15 +156,51 @@ cdef void _rnn_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.nd
 
 
 def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
-    """Run a one-layer vanilla RNN (tanh) over a whole sequence: torch.nn.RNN's cell,
+    """Run a one-layer vanilla RNN (tanh) over a whole sequence: torch.nn.RNN's cell.
+
+    ::
 
         h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)
 
-    x (T, B, I); w_ih (H, I); w_hh (H, H); bias (H,) = b_ih + b_hh or None; h0 (B, H) or None
-    for zeros.  All arrays float32, or all float64.  lengths (B,) integers in [0, T] or None,
-    exactly as lstm_forward's.  Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward
-    (None when training=False, which keeps nothing per step).  Inputs are never modified;
-    the GIL is released while the kernels run.
+    All arrays float32, or all float64.  Inputs are never modified; the GIL is released
+    while the kernels run.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : ndarray, shape (H, I)
+        Input weights.
+    w_hh : ndarray, shape (H, H)
+        Recurrent weights.
+    bias : ndarray, shape (H,), optional
+        b_ih + b_hh, or None for no bias.
+    h0 : ndarray, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep what rnn_backward needs; False keeps nothing per step.
+    lengths : array_like of int, shape (B,), optional
+        Integers in [0, T] or None, exactly as lstm_forward's.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : RNNCache or None
+        What rnn_backward needs; None when training is False.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x's (the message names the argument).
+    ValueError
+        For a wrong number of axes or a wrong size, or lengths out of range (the message
+        names the argument with the expected and the actual shape).
+    MemoryError
+        When the outputs and the cache would need more memory than the machine has.
     """
     cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
@@ -196,9 +246,27 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
 def rnn_backward(cache, dy=None, dh_n=None):
     """Gradients of a loss through one training-mode rnn_forward call.
 
-    dy (T, B, H), dh_n (B, H): dL/dy and dL/dh_n, None meaning zero.  Returns
-    RNNGrads(dx, dw_ih, dw_hh, dbias, dh0); dbias is None when the forward had no bias (it is
-    also the gradient of b_ih and of b_hh).
+    Parameters
+    ----------
+    cache : RNNCache
+        From rnn_forward(..., training=True).
+    dy : ndarray, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : ndarray, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    RNNGrads
+        (dx, dw_ih, dw_hh, dbias, dh0), in the forward's dtype; dbias is None when the
+        forward had no bias (it is also the gradient of b_ih and of b_hh).
+
+    Raises
+    ------
+    TypeError
+        For a cache that is not an RNNCache, or a gradient of another dtype.
+    ValueError
+        For a gradient of the wrong shape.
     """
     if not isinstance(cache, RNNCache) or (<RNNCache>cache).x is None:
         raise TypeError(
@@ -232,10 +300,28 @@ def rnn_backward(cache, dy=None, dh_n=None):
 cdef class GRUCache:
     """What gru_backward needs from one training-mode gru_forward call.
 
-    The inputs of the call (x, w_ih, w_hh) and, read-only, gates (T, B, 3H) post-activation
-    r, z, n; hn (T, B, H) = h_{t-1} @ w_hn.T + b_hn; h (T+1, B, H) with h[0] = h0; lengths
-    (B,) C ints or None.  Past a sequence's length gates and hn hold zeros and h the carried
-    state.  Usable by any number of gru_backward calls; only gru_forward creates them.
+    The inputs of the call (x, w_ih, w_hh) and, read-only, the saved activations.  Past a
+    sequence's length gates and hn hold zeros and h the carried state.  Usable by any number
+    of gru_backward calls; only gru_forward creates them.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The forward's input.
+    w_ih : ndarray, shape (3H, I)
+        The forward's input weights.
+    w_hh : ndarray, shape (3H, H)
+        The forward's recurrent weights.
+    lengths : ndarray of C int, shape (B,), or None
+        The forward's lengths.
+    gates : ndarray, shape (T, B, 3H)
+        Post-activation r, z, n of every step.
+    hn : ndarray, shape (T, B, H)
+        h_{t-1} @ w_hn.T + b_hn of every step.
+    h : ndarray, shape (T+1, B, H)
+        Hidden states, h[0] = h0.
+    has_b_ih, has_b_hh : bool
+        Whether the forward had each bias.
     """
 
     cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, hn, h
@@ -336,17 +422,53 @@ cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, lengths=None):
-    """Run a one-layer GRU over a whole sequence: torch.nn.GRU's cell, gate order r, z, n,
+    """Run a one-layer GRU over a whole sequence: torch.nn.GRU's cell, gate order r, z, n.
+
+    ::
 
         r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
         z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
         n = tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
         h_t = (1 - z) * n + z * h
 
-    x (T, B, I); w_ih (3H, I); w_hh (3H, H); b_ih, b_hh (3H,) or None, kept apart because
-    b_hn sits inside the reset product; h0 (B, H) or None for zeros.  All arrays float32, or
-    all float64.  lengths as lstm_forward's.  Returns y (T, B, H), h_n (B, H) and a cache for
-    gru_backward (None when training=False).
+    All arrays float32, or all float64.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : ndarray, shape (3H, I)
+        Input weights.
+    w_hh : ndarray, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (3H,), optional
+        The two biases, or None; kept apart because b_hn sits inside the reset product.
+    h0 : ndarray, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep what gru_backward needs.
+    lengths : array_like of int, shape (B,), optional
+        As lstm_forward's.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : GRUCache or None
+        What gru_backward needs; None when training is False.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x's (the message names the argument).
+    ValueError
+        For a wrong number of axes or a wrong size, or lengths out of range (the message
+        names the argument with the expected and the actual shape).
+    MemoryError
+        When the outputs and the cache would need more memory than the machine has.
     """
     cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
@@ -394,9 +516,27 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
 def gru_backward(cache, dy=None, dh_n=None):
     """Gradients of a loss through one training-mode gru_forward call.
 
-    dy (T, B, H), dh_n (B, H): dL/dy and dL/dh_n, None meaning zero.  Returns
-    GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0); db_ih / db_hh is None when the forward had
-    no such bias.
+    Parameters
+    ----------
+    cache : GRUCache
+        From gru_forward(..., training=True).
+    dy : ndarray, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : ndarray, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    GRUGrads
+        (dx, dw_ih, dw_hh, db_ih, db_hh, dh0), in the forward's dtype; db_ih / db_hh is
+        None when the forward had no such bias.
+
+    Raises
+    ------
+    TypeError
+        For a cache that is not a GRUCache, or a gradient of another dtype.
+    ValueError
+        For a gradient of the wrong shape.
     """
     if not isinstance(cache, GRUCache) or (<GRUCache>cache).x is None:
         raise TypeError(

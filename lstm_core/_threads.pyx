@@ -28,12 +28,35 @@ cdef lstm_settings *kernel_settings() noexcept nogil:
 
 
 def set_num_threads(n):
-    """Use at most n threads (>= 1) in each call's time loop; the default is the number of
-    CPUs this process may run on, and a loop never uses more threads than that (its threads
-    meet at spinning barriers: more threads than CPUs would wait for each other).  Results
-    are the same bits for any n > 1, and agree with n = 1 to the last bits (README, Threads).
-    The BLAS's own threads (the GEMMs of one-thread calls) are set separately, e.g. with
-    threadpoolctl.threadpool_limits(n)."""
+    """Use at most n threads in each call's time loop.
+
+    The default is the number of CPUs this process may run on, and a loop never uses more
+    threads than that (its threads meet at spinning barriers: more threads than CPUs would
+    wait for each other).  Results are the same bits for any n > 1, and agree with n = 1 to
+    the last bits (README, Threads).  The BLAS's own threads (the GEMMs of one-thread calls)
+    are set separately, e.g. with threadpoolctl.threadpool_limits(n).
+
+    Parameters
+    ----------
+    n : int
+        At least 1 (counts above 64 are taken as 64).
+
+    Raises
+    ------
+    TypeError
+        For n that is not an int.
+    ValueError
+        For n below 1.
+
+    Examples
+    --------
+    >>> import lstm_core as lc
+    >>> previous = lc.get_num_threads()
+    >>> lc.set_num_threads(1)
+    >>> lc.get_num_threads()
+    1
+    >>> lc.set_num_threads(previous)
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
@@ -42,7 +65,12 @@ def set_num_threads(n):
 
 
 def get_num_threads():
-    """The most threads a call's time loop may use (set_num_threads)."""
+    """The most threads a call's time loop may use (see set_num_threads).
+
+    Returns
+    -------
+    int
+    """
     return _settings.threads
 
 

@@ -12,14 +12,39 @@ traces are read-only views of it (the reverse direction of a bidirectional layer
 Past a sequence's length the gates are zeros and c holds the carried state, as in the cache.
 """
 
+from lstm_core._lstm import LSTMCache
+from lstm_core._typing import FloatArray
+from lstm_core.layers import LSTM, Reversal
+
 GATE_NAMES = ("i", "f", "g", "o")
 
 
-def gate_trace(cache):
-    """{"i", "f", "g", "o", "c"} -> (T, B, H) views of one lstm_forward cache.
+def gate_trace(cache: LSTMCache) -> dict[str, FloatArray]:
+    """The gates and cell states of one lstm_forward call, as views of its cache.
 
     i, f, o are the sigmoid gates, g the tanh cell candidate, c the cell state after each
     step (c_1 .. c_T; c0 is cache.c[0]).
+
+    Parameters
+    ----------
+    cache : LSTMCache
+        From lstm_forward(..., training=True).
+
+    Returns
+    -------
+    dict of str to ndarray
+        {"i", "f", "g", "o", "c"} -> (T, B, H) read-only views.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((5, 2, 3))
+    >>> w_ih, w_hh = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    >>> y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh)
+    >>> lc.gate_trace(cache)["f"].shape
+    (5, 2, 2)
     """
     gates = cache.gates                      # (T, B, 4H), post-activation
     hidden = gates.shape[2] // 4
@@ -28,13 +53,28 @@ def gate_trace(cache):
     return trace
 
 
-def lstm_gates(lstm):
+def lstm_gates(lstm: LSTM) -> list[dict[str, FloatArray]]:
     """The gate traces of the last training-mode forward of an lstm_core.LSTM.
 
-    Returns a list with one dict per layer and direction (index layer*D + direction, as in
-    h_n), each {"i", "f", "g", "o", "c"} -> arrays in the layout of the x that was passed:
-    (T, B, H), (B, T, H) with batch_first, (T, H) unbatched.  Reverse directions are put back
-    in input time order, so step t of every trace belongs to x's step t.
+    Reverse directions are put back in input time order, so step t of every trace belongs to
+    x's step t.
+
+    Parameters
+    ----------
+    lstm : LSTM
+        A layer whose last forward ran in training mode.
+
+    Returns
+    -------
+    list of dict of str to ndarray
+        One dict per layer and direction (index layer*D + direction, as in h_n), each
+        {"i", "f", "g", "o", "c"} -> arrays in the layout of the x that was passed:
+        (T, B, H), (B, T, H) with batch_first, (T, H) unbatched.
+
+    Raises
+    ------
+    RuntimeError
+        When the layer has no training-mode forward to show.
     """
     tape = getattr(lstm, "_tape", None)
     if tape is None:
@@ -55,14 +95,14 @@ def lstm_gates(lstm):
     return traces
 
 
-def _in_time_order(a, reversal):
+def _in_time_order(a: FloatArray, reversal: Reversal) -> FloatArray:
     """A reverse direction's (T, B, H) array back in input time order (its own inverse map)."""
     if reversal is None:
         return a[::-1]
     return a[reversal]
 
 
-def _user_layout(a, batch_first, unbatched):
+def _user_layout(a: FloatArray, batch_first: bool, unbatched: bool) -> FloatArray:
     if unbatched:
         return a[:, 0, :]
     return a.transpose(1, 0, 2) if batch_first else a

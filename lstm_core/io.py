@@ -19,13 +19,19 @@ import json
 import os
 import secrets
 import zipfile
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from lstm_core.layers import GRU, LSTM, RNN, Linear, SequenceModel
 
+#: A model save_model writes and load_model returns.
+Model = LSTM | GRU | RNN | Linear | SequenceModel
+
 # The classes a file may name, by name: nothing else is ever constructed from a file.
-_RECURRENT = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
+_RECURRENT: dict[str, type[LSTM] | type[GRU] | type[RNN]] = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
 
 FORMAT = "lstm_core.model"
 VERSION = 1
@@ -34,7 +40,7 @@ _CONFIG_KEY = "__config__"
 
 # ----------------------------------------------------------------------------- save / load
 
-def _describe(model):
+def _describe(model: object) -> dict[str, Any]:
     """The JSON-able description of a model: class name and constructor arguments."""
     if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel)):
         raise TypeError(
@@ -45,7 +51,7 @@ def _describe(model):
             "config": model.config()}
 
 
-def _build(description):
+def _build(description: object) -> Model:
     """A fresh model from _describe's output (parameters still to be loaded)."""
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise ValueError(f"not an {FORMAT} configuration: {description!r:.200}")
@@ -53,7 +59,8 @@ def _build(description):
         raise ValueError(
             f"unsupported {FORMAT} version {description.get('version')!r} (this is {VERSION})"
         )
-    kind, config = description.get("class"), description.get("config")
+    kind = description.get("class")
+    config: Any = description.get("config")
     try:
         if kind in _RECURRENT:
             return _RECURRENT[kind](**config)
@@ -68,11 +75,34 @@ def _build(description):
     raise ValueError(f"unknown model class {kind!r} in the configuration")
 
 
-def save_model(model, path):
+def save_model(model: Model, path: str | os.PathLike[str]) -> None:
     """Write model's configuration and parameters to path (an .npz archive), atomically.
 
     The file is written under a temporary name in the same folder, flushed to disk (fsync)
     and renamed over path; the folder is then fsynced so the rename itself is durable.
+
+    Parameters
+    ----------
+    model : LSTM, GRU, RNN, Linear or SequenceModel
+        The model to save.
+    path : str or path-like
+        The file to write (replaced if it exists).
+
+    Raises
+    ------
+    TypeError
+        For a model of another class.
+    OSError
+        When the file cannot be written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import lstm_core as lc
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+    >>> lc.save_model(lc.LSTM(2, 3, seed=0), path)
+    >>> lc.load_model(path).hidden_size
+    3
     """
     description = json.dumps(_describe(model))
     path = os.fspath(path)
@@ -103,7 +133,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_PROTOCOL = b"\x80"  # the first byte of every pickle of protocol 2 or later
 
 
-def _read_arrays(path):
+def _read_arrays(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Every entry of the .npz at path, loaded with allow_pickle=False; ValueError for
     anything that is not a readable, pickle-free archive.
 
@@ -126,19 +156,37 @@ def _read_arrays(path):
             raise ValueError(_refusal(path, error)) from error
 
 
-def _refusal(path, error):
+def _refusal(path: str | os.PathLike[str], error: object) -> str:
     if "pickle" in str(error):
         return (f"{path} contains pickled data, which is refused: model files are read with "
                 f"allow_pickle=False because unpickling can run arbitrary code ({error})")
     return f"{path} is not a readable {FORMAT} archive (corrupt or truncated?): {error}"
 
 
-def load_model(path):
+def load_model(path: str | os.PathLike[str]) -> Model:
     """The model saved at path by save_model.
 
-    Raises ValueError for a file that is corrupt, truncated, pickled, lacks the configuration,
-    or whose entries do not match the configuration (missing or extra keys, wrong shapes), and
-    TypeError for entries of the wrong dtype.  FileNotFoundError when there is no file.
+    The file is read with allow_pickle=False, so loading never runs code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by save_model.
+
+    Returns
+    -------
+    LSTM, GRU, RNN, Linear or SequenceModel
+        A new model with the saved configuration and parameters.
+
+    Raises
+    ------
+    ValueError
+        For a file that is corrupt, truncated, pickled, lacks the configuration, or whose
+        entries do not match the configuration (missing or extra keys, wrong shapes).
+    TypeError
+        For entries of the wrong dtype.
+    FileNotFoundError
+        When there is no file.
     """
     arrays = _read_arrays(path)
     config = arrays.pop(_CONFIG_KEY, None)
@@ -158,15 +206,34 @@ def load_model(path):
 
 # ----------------------------------------------------------------------------- Keras layout
 
-def from_keras_weights(weights, *, layer=0, reverse=False):
+def from_keras_weights(weights: Sequence[ArrayLike], *, layer: int = 0,
+                       reverse: bool = False) -> dict[str, NDArray[Any]]:
     """Torch-named parameters of one LSTM layer and direction from Keras's weight list.
 
-    weights: [kernel (I, 4H), recurrent_kernel (H, 4H)] or [..., bias (4H,)] as Keras's
-    layer.get_weights() returns them (for a Bidirectional wrapper, the first three are the
-    forward layer's, the last three the backward layer's: pass reverse=True for those).
-    Returns {"weight_ih_l{layer}{suffix}": kernel.T, "weight_hh_...": recurrent_kernel.T,
-    "bias_ih_...": bias, "bias_hh_...": zeros}; merge the dicts of every layer and pass them to
-    LSTM.load_state_dict.
+    Merge the dicts of every layer and pass them to LSTM.load_state_dict.
+
+    Parameters
+    ----------
+    weights : list of array_like
+        [kernel (I, 4H), recurrent_kernel (H, 4H)] or [..., bias (4H,)] as Keras's
+        layer.get_weights() returns them (for a Bidirectional wrapper, the first three are
+        the forward layer's, the last three the backward layer's: pass reverse=True for
+        those).
+    layer : int, default 0
+        The layer index k of the names.
+    reverse : bool, default False
+        Name them for the reverse direction ("_reverse" suffix).
+
+    Returns
+    -------
+    dict of str to ndarray
+        {"weight_ih_l{k}": kernel.T, "weight_hh_l{k}": recurrent_kernel.T,
+        "bias_ih_l{k}": bias, "bias_hh_l{k}": zeros} (the biases only when given).
+
+    Raises
+    ------
+    ValueError
+        For a list of another length or arrays of inconsistent shapes.
     """
     if not isinstance(weights, (list, tuple)) or len(weights) not in (2, 3):
         raise ValueError("weights must be [kernel, recurrent_kernel] or "
@@ -178,7 +245,7 @@ def from_keras_weights(weights, *, layer=0, reverse=False):
     if kernel.ndim != 2 or kernel.shape[1] != 4 * hidden:
         raise ValueError(f"kernel must have shape (I, 4H) = (I, {4 * hidden}), got {kernel.shape}")
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-    out = {"weight_ih" + suffix: np.ascontiguousarray(kernel.T),
+    out: dict[str, NDArray[Any]] = {"weight_ih" + suffix: np.ascontiguousarray(kernel.T),
            "weight_hh" + suffix: np.ascontiguousarray(recurrent.T)}
     if len(weights) == 3:
         bias = np.array(weights[2])
@@ -189,10 +256,30 @@ def from_keras_weights(weights, *, layer=0, reverse=False):
     return out
 
 
-def to_keras_weights(state, *, layer=0, reverse=False):
-    """Keras's [kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,)] of one LSTM layer and
-    direction from torch-named parameters (an LSTM's params or state_dict); the bias is
-    b_ih + b_hh, and is left out when the LSTM has no bias."""
+def to_keras_weights(state: Mapping[str, ArrayLike], *, layer: int = 0,
+                     reverse: bool = False) -> list[NDArray[Any]]:
+    """Keras's weight list of one LSTM layer and direction from torch-named parameters.
+
+    Parameters
+    ----------
+    state : dict of str to array_like
+        An LSTM's params or state_dict.
+    layer : int, default 0
+        The layer k.
+    reverse : bool, default False
+        The reverse direction's parameters.
+
+    Returns
+    -------
+    list of ndarray
+        [kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,)]; the bias is b_ih + b_hh, and
+        is left out when the LSTM has no bias.
+
+    Raises
+    ------
+    ValueError
+        When state has no parameters for that layer and direction.
+    """
     suffix = f"_l{layer}" + ("_reverse" if reverse else "")
     try:
         w_ih, w_hh = np.asarray(state["weight_ih" + suffix]), np.asarray(state["weight_hh" + suffix])

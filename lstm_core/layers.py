@@ -11,16 +11,31 @@ the time loop stays in the compiled kernels.  The reverse direction runs the sam
 (each sequence reversed within its own length when `lengths` is given).
 """
 
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, TypeAlias, cast
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from lstm_core._boundary import give_scratch, take_scratch
 from lstm_core._lstm import lstm_backward, lstm_cell, lstm_forward
 from lstm_core._rnn import gru_backward, gru_forward, rnn_backward, rnn_forward
+from lstm_core._typing import FloatArray, IntArray
+from lstm_core.reference import LSTMGrads
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: The index arrays of a per-sequence time reversal (see _reversal), or None for [::-1].
+Reversal: TypeAlias = tuple[NDArray[np.intp], NDArray[np.intp]] | None
+#: A training cache of the stack's cell: LSTMCache, RNNCache or GRUCache.
+Cache: TypeAlias = Any
+#: The gradients of the stack's cell: LSTMGrads, RNNGrads or GRUGrads.
+Grads: TypeAlias = Any
+#: A stack's states, one array per name in STATES, each (L*D, B, H) (or None if absent).
+States: TypeAlias = tuple[FloatArray, ...]
 
-def float_dtype(dtype, name="dtype"):
+
+def float_dtype(dtype: DTypeLike, name: str = "dtype") -> np.dtype[Any]:
     """np.dtype float32 or float64 from anything numpy understands; TypeError otherwise."""
     try:
         resolved = np.dtype(dtype)
@@ -31,7 +46,7 @@ def float_dtype(dtype, name="dtype"):
     return resolved
 
 
-def as_input(value, name, dtype):
+def as_input(value: ArrayLike, name: str, dtype: np.dtype[Any]) -> FloatArray:
     """value as an ndarray of exactly `dtype`; a different dtype is a TypeError (never a silent
     cast: float64 data into a float32 model would lose precision without notice)."""
     array = np.asarray(value)
@@ -43,7 +58,7 @@ def as_input(value, name, dtype):
     return array
 
 
-def _positive_int(value, name):
+def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < 1:
@@ -51,7 +66,7 @@ def _positive_int(value, name):
     return int(value)
 
 
-def check_lengths(lengths, T, B):
+def check_lengths(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.int64] | None:
     """lengths as an int64 (B,) array with values in [0, T], or None."""
     if lengths is None:
         return None
@@ -67,7 +82,7 @@ def check_lengths(lengths, T, B):
     return array.astype(np.int64)
 
 
-def _reversal(lengths, T, B):
+def _reversal(lengths: IntArray | None, T: int, B: int) -> Reversal:
     """Index arrays that reverse each sequence of a (T, B, ·) array within its own length.
 
     None when there are no lengths (a plain [::-1] does).  Otherwise (t_index (T, B),
@@ -81,7 +96,7 @@ def _reversal(lengths, T, B):
     return t_index, np.arange(B)[None, :]
 
 
-def _reverse_into(out, a, reversal):
+def _reverse_into(out: FloatArray, a: FloatArray, reversal: Reversal) -> None:
     """out[...] = a (T, B, ·) reversed in time (each sequence within its length), in place."""
     if reversal is None:
         np.copyto(out, a[::-1])
@@ -89,7 +104,7 @@ def _reverse_into(out, a, reversal):
         out[reversal] = a  # the map is its own inverse
 
 
-def _reverse(a, reversal):
+def _reverse(a: FloatArray, reversal: Reversal) -> FloatArray:
     """a reversed in time as _reverse_into does, into a new C-contiguous array."""
     out = np.empty(a.shape, a.dtype)
     _reverse_into(out, a, reversal)
@@ -103,35 +118,69 @@ class Module:
     constructor arguments that io.save_model writes).
     """
 
-    params: dict
-    grads: dict
+    params: dict[str, FloatArray]
+    grads: dict[str, FloatArray]
     training: bool = True
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to zero, in place."""
         for grad in self.grads.values():
             grad.fill(0)
 
-    def train(self, mode=True):
-        """Training mode (dropout on, caches kept for backward); returns self."""
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout on, caches kept for backward), or inference mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for inference mode (as eval()).
+
+        Returns
+        -------
+        Module
+            self.
+        """
         self.training = bool(mode)
         return self
 
-    def eval(self):
-        """Inference mode (no dropout, no caches: backward is unavailable); returns self."""
+    def eval(self) -> "Module":
+        """Inference mode (no dropout, no caches: backward is unavailable).
+
+        Returns
+        -------
+        Module
+            self.
+        """
         return self.train(False)
 
-    def state_dict(self):
-        """A copy of the parameters: {name: array}, torch's names, shapes and dtypes."""
+    def state_dict(self) -> dict[str, FloatArray]:
+        """A copy of the parameters.
+
+        Returns
+        -------
+        dict of str to ndarray
+            {name: array}, torch's names, shapes and dtypes.
+        """
         return {name: value.copy() for name, value in self.params.items()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, ArrayLike]) -> None:
         """Copy `state` into the parameters (in place).
 
-        `state` must have exactly the parameter names (a torch state_dict of the same
-        architecture loads as is: its tensors are read through np.asarray), each with the
-        parameter's shape and dtype.  Missing or unexpected keys and wrong shapes raise
-        ValueError, wrong dtypes TypeError; nothing is modified unless everything matches.
+        Nothing is modified unless everything matches.
+
+        Parameters
+        ----------
+        state : dict of str to array_like
+            Exactly the parameter names (a torch state_dict of the same architecture loads
+            as is: its tensors are read through np.asarray), each with the parameter's shape
+            and dtype.
+
+        Raises
+        ------
+        TypeError
+            For a state that is not a mapping, or an entry of the wrong dtype.
+        ValueError
+            For missing or unexpected keys, or an entry of the wrong shape.
         """
         if not hasattr(state, "keys"):
             raise TypeError(f"state must be a mapping name -> array, got {type(state).__name__}")
@@ -142,7 +191,7 @@ class Module:
                 f"state does not fit {type(self).__name__}: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
             )
-        arrays = {}
+        arrays: dict[str, NDArray[Any]] = {}
         for name, param in self.params.items():
             value = np.asarray(state[name])
             if value.dtype != param.dtype:
@@ -157,7 +206,7 @@ class Module:
         for name, value in arrays.items():
             self.params[name][...] = value
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -173,11 +222,13 @@ class RecurrentStack(Module):
     each (L*D, B, H).
     """
 
-    GATES = 1
-    STATES = ("h",)
+    GATES: ClassVar[int] = 1
+    STATES: ClassVar[tuple[str, ...]] = ("h",)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype: DTypeLike = np.float32,
+                 seed: int | None = None) -> None:
         self.input_size = _positive_int(input_size, "input_size")
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
@@ -192,8 +243,9 @@ class RecurrentStack(Module):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.training = True
-        self._tape = None
-        self.dhx = None
+        self._tape: tuple[list[Cache], list[FloatArray | None], Reversal, bool,
+                          tuple[int, int]] | None = None
+        self.dhx: Any = None
 
         H, G = self.hidden_size, self.GATES * self.hidden_size
         bound = 1.0 / np.sqrt(H)
@@ -201,8 +253,9 @@ class RecurrentStack(Module):
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else H * self.num_directions
             for suffix in self._suffixes():
-                shapes = {f"weight_ih_l{layer}{suffix}": (G, layer_input),
-                          f"weight_hh_l{layer}{suffix}": (G, H)}
+                shapes: dict[str, tuple[int, ...]] = {
+                    f"weight_ih_l{layer}{suffix}": (G, layer_input),
+                    f"weight_hh_l{layer}{suffix}": (G, H)}
                 if self.bias:
                     shapes[f"bias_ih_l{layer}{suffix}"] = (G,)
                     shapes[f"bias_hh_l{layer}{suffix}"] = (G,)
@@ -210,26 +263,34 @@ class RecurrentStack(Module):
                     self.params[name] = self.rng.uniform(-bound, bound, shape).astype(self.dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bias": self.bias,
                 "batch_first": self.batch_first, "dropout": self.dropout,
                 "bidirectional": self.bidirectional, "dtype": self.dtype.name}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
-    def _suffixes(self):
+    def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse")[: self.num_directions]
 
-    def _param(self, kind, layer, direction):
+    def _param(self, kind: str, layer: int, direction: int) -> FloatArray | None:
         """params[f"{kind}_l{layer}{suffix}"], or None for a bias of a bias=False stack."""
         return self.params.get(f"{kind}_l{layer}{self._suffixes()[direction]}")
 
     # ------------------------------------------------------------------------- layouts
 
-    def _time_major(self, x, name, feature_size, feature_name):
+    def _time_major(self, x: FloatArray, name: str, feature_size: int,
+                    feature_name: str) -> tuple[FloatArray, bool]:
         """User layout -> (T, B, F) and whether it was unbatched."""
         expected = "(B, T, F) or (T, F)" if self.batch_first else "(T, B, F) or (T, F)"
         if x.ndim not in (2, 3):
@@ -243,56 +304,91 @@ class RecurrentStack(Module):
             return x[:, None, :], True
         return (x.transpose(1, 0, 2) if self.batch_first else x), False
 
-    def _user_layout(self, a, unbatched):
+    def _user_layout(self, a: FloatArray, unbatched: bool) -> FloatArray:
         """(T, B, F) -> the caller's layout."""
         if unbatched:
             return a[:, 0, :]
         return a.transpose(1, 0, 2) if self.batch_first else a
 
-    def _state(self, value, name, batch, unbatched, stacks=None):
+    def _state(self, value: ArrayLike | None, name: str, batch: int, unbatched: bool,
+               stacks: int | None = None) -> FloatArray | None:
         """A (stacks, B, H) contiguous state from the caller's (stacks, B, H) or (stacks, H),
         or None; stacks defaults to num_layers*num_directions."""
         if value is None:
             return None
         stacks = self.num_layers * self.num_directions if stacks is None else stacks
-        value = as_input(value, name, self.dtype)
+        array = as_input(value, name, self.dtype)
         expected = (stacks, self.hidden_size) if unbatched else (stacks, batch, self.hidden_size)
-        if value.shape != expected:
+        if array.shape != expected:
             raise ValueError(
                 f"{name} must have shape (num_layers*num_directions, "
-                f"{'' if unbatched else 'B, '}H) = {expected}, got {value.shape}"
+                f"{'' if unbatched else 'B, '}H) = {expected}, got {array.shape}"
             )
-        return np.ascontiguousarray(value[:, None, :] if unbatched else value)
+        return np.ascontiguousarray(array[:, None, :] if unbatched else array)
 
-    def _states(self, values, names, batch, unbatched, stacks=None):
+    def _states(self, values: Sequence[ArrayLike | None], names: Sequence[str], batch: int,
+                unbatched: bool, stacks: int | None = None) -> tuple[FloatArray | None, ...]:
         """Each of values through _state, as a tuple (None for the absent ones)."""
         return tuple(self._state(v, n, batch, unbatched, stacks) for v, n in zip(values, names))
 
     # ------------------------------------------------------------------------- forward
 
-    def __call__(self, x, hx=None, lengths=None):
+    def __call__(self, x: ArrayLike, hx: Any = None,
+                 lengths: ArrayLike | None = None) -> tuple[FloatArray, Any]:
+        """The same as forward(x, hx, lengths)."""
         return self.forward(x, hx, lengths)
 
-    def _forward(self, x, initial, lengths):
+    def forward(self, x: ArrayLike, hx: Any = None,
+                lengths: ArrayLike | None = None) -> tuple[FloatArray, Any]:
+        """y and the final state for x (defined by LSTM, RNN and GRU)."""
+        raise NotImplementedError
+
+    def backward(self, dy: ArrayLike | None = None,
+                 dh_n: ArrayLike | None = None) -> FloatArray:
+        """dL/dx through the last training-mode forward (defined by LSTM, RNN and GRU)."""
+        raise NotImplementedError
+
+    def step(self, x_t: ArrayLike, state: Any = None) -> tuple[FloatArray, Any]:
+        """One streaming time step (defined by LSTM, RNN and GRU)."""
+        raise NotImplementedError
+
+    def _run_forward(self, seq: FloatArray, layer: int, direction: int,
+                     init: tuple[FloatArray | None, ...], training: bool,
+                     length_kw: dict[str, Any]) -> tuple[FloatArray, States, Cache]:
+        """One layer and direction through the cell's forward kernel."""
+        raise NotImplementedError
+
+    def _run_backward(self, cache: Cache, dy: FloatArray | None,
+                      dfinal: tuple[FloatArray | None, ...]) -> Grads:
+        """One layer and direction through the cell's backward kernel."""
+        raise NotImplementedError
+
+    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
+        """One inference step of one layer: the new states."""
+        raise NotImplementedError
+
+    def _forward(self, x: ArrayLike, initial: Sequence[ArrayLike | None],
+                 lengths: ArrayLike | None) -> tuple[FloatArray, States]:
         """The stack's forward: x in the user's layout; initial = tuple of raw initial states
         (or Nones) named like STATES.  Returns y in the user's layout and the final states."""
         x, unbatched = self._time_major(as_input(x, "x", self.dtype), "x", self.input_size,
                                         "input_size")
         T, B, _ = x.shape
-        initial = self._states(initial, [f"{s}0" for s in self.STATES], B, unbatched)
+        initial_states = self._states(initial, [f"{s}0" for s in self.STATES], B, unbatched)
         if unbatched and lengths is not None:
             lengths = np.reshape(lengths, (1,))
-        lengths = check_lengths(lengths, T, B)
-        reversal = _reversal(lengths, T, B) if self.bidirectional else None
+        checked = check_lengths(lengths, T, B)
+        reversal = _reversal(checked, T, B) if self.bidirectional else None
         # Passed only when given: the functional API takes lengths= as a keyword.
-        length_kw = {} if lengths is None else {"lengths": lengths}
+        length_kw: dict[str, Any] = {} if checked is None else {"lengths": checked}
 
         D, H = self.num_directions, self.hidden_size
         finals = tuple(np.empty((self.num_layers * D, B, H), self.dtype) for _ in self.STATES)
-        caches, masks = [], []
+        caches: list[Cache] = []
+        masks: list[FloatArray | None] = []
         layer_input = x
         for layer in range(self.num_layers):
-            out = None  # (T, B, D*H): the directions side by side, each in time order
+            out: FloatArray | None = None  # (T, B, D*H): the directions, each in time order
             for direction in range(D):
                 index = layer * D + direction
                 spare = None
@@ -307,7 +403,7 @@ class RecurrentStack(Module):
                     # forward and fault it in again on the next, 7-10% of its time.
                     spare, seq = take_scratch(layer_input.shape, self.dtype)
                     _reverse_into(seq, layer_input, reversal)
-                init = tuple(None if s is None else s[index] for s in initial)
+                init = tuple(None if s is None else s[index] for s in initial_states)
                 try:
                     y, final, cache = self._run_forward(seq, layer, direction, init,
                                                         self.training, length_kw)
@@ -328,6 +424,7 @@ class RecurrentStack(Module):
                     target[...] = y
                 else:
                     _reverse_into(target, y, reversal)
+            assert out is not None  # D >= 1: every layer has an output
             mask = None
             if self.training and self.dropout and layer < self.num_layers - 1:
                 keep = 1.0 - self.dropout
@@ -343,7 +440,8 @@ class RecurrentStack(Module):
 
     # ------------------------------------------------------------------------- backward
 
-    def _backward(self, dy, dfinals):
+    def _backward(self, dy: ArrayLike | None,
+                  dfinals: Sequence[ArrayLike | None]) -> tuple[FloatArray, States]:
         """dL/dx from dL/dy and the final states' gradients (a tuple named like STATES, Nones
         for zero); ADDS into self.grads; returns dx and the initial states' gradients."""
         if self._tape is None:
@@ -354,21 +452,22 @@ class RecurrentStack(Module):
         caches, masks, reversal, unbatched, (T, B) = self._tape
         D, H = self.num_directions, self.hidden_size
         stacks = self.num_layers * D
-        grad = None
+        grad: FloatArray | None = None
         if dy is not None:
-            dy = as_input(dy, "dy", self.dtype)
+            dy_array = as_input(dy, "dy", self.dtype)
             y_shape = self._user_layout(np.empty((T, B, D * H), np.int8), unbatched).shape
-            if dy.shape != y_shape:
-                raise ValueError(f"dy must have the shape of y, {y_shape}, got {dy.shape}")
-            grad = dy[:, None, :] if unbatched else (
-                dy.transpose(1, 0, 2) if self.batch_first else dy)
-        dfinals = self._states(dfinals, [f"d{s}_n" for s in self.STATES], B, unbatched)
+            if dy_array.shape != y_shape:
+                raise ValueError(f"dy must have the shape of y, {y_shape}, got {dy_array.shape}")
+            grad = dy_array[:, None, :] if unbatched else (
+                dy_array.transpose(1, 0, 2) if self.batch_first else dy_array)
+        dfinal_states = self._states(dfinals, [f"d{s}_n" for s in self.STATES], B, unbatched)
         dinitial = tuple(np.empty((stacks, B, H), self.dtype) for _ in self.STATES)
 
         for layer in reversed(range(self.num_layers)):
-            if grad is not None and masks[layer] is not None:
-                grad = grad * masks[layer]
-            dx = None
+            mask = masks[layer]
+            if grad is not None and mask is not None:
+                grad = grad * mask
+            dx: FloatArray | None = None
             for direction in range(D):
                 index = layer * D + direction
                 dy_dir = None
@@ -376,7 +475,7 @@ class RecurrentStack(Module):
                     dy_dir = np.ascontiguousarray(grad[:, :, direction * H:(direction + 1) * H])
                     if direction == 1:
                         dy_dir = _reverse(dy_dir, reversal)
-                dfinal = tuple(None if d is None else d[index] for d in dfinals)
+                dfinal = tuple(None if d is None else d[index] for d in dfinal_states)
                 g = self._run_backward(caches[index], dy_dir, dfinal)
                 self._accumulate(layer, direction, g)
                 for stack, name in zip(dinitial, self.STATES):
@@ -385,53 +484,57 @@ class RecurrentStack(Module):
                 dx = dx_dir if dx is None else dx + dx_dir
             grad = dx
 
+        assert grad is not None  # D >= 1: the bottom layer's dx
         if unbatched:
             dinitial = tuple(d[:, 0] for d in dinitial)
         return self._user_layout(grad, unbatched), dinitial
 
-    def _accumulate(self, layer, direction, g):
+    def _accumulate(self, layer: int, direction: int, g: Grads) -> None:
         suffix = self._suffixes()[direction]
         self.grads[f"weight_ih_l{layer}{suffix}"] += g.dw_ih
         self.grads[f"weight_hh_l{layer}{suffix}"] += g.dw_hh
         if self.bias:
             self._accumulate_biases(f"_l{layer}{suffix}", g)
 
-    def _accumulate_biases(self, key, g):
+    def _accumulate_biases(self, key: str, g: Grads) -> None:
         # The kernel saw b_ih + b_hh: each gets the full gradient of the sum.
         self.grads[f"bias_ih{key}"] += g.dbias
         self.grads[f"bias_hh{key}"] += g.dbias
 
-    def _summed_bias(self, layer, direction):
+    def _summed_bias(self, layer: int, direction: int) -> FloatArray | None:
         """b_ih + b_hh of one layer and direction, or None without biases."""
         if not self.bias:
             return None
-        return self._param("bias_ih", layer, direction) + self._param("bias_hh", layer, direction)
+        return (self.params[f"bias_ih_l{layer}{self._suffixes()[direction]}"]
+                + self.params[f"bias_hh_l{layer}{self._suffixes()[direction]}"])
 
     # ------------------------------------------------------------------------- streaming
 
-    def _step(self, x_t, state):
+    def _step(self, x_t: ArrayLike,
+              state: Sequence[ArrayLike | None] | None) -> tuple[FloatArray, States]:
         """One time step through every layer (inference, no dropout); state is a tuple named
         like STATES, shaped like the final states, or None for zeros."""
         if self.bidirectional:
             raise ValueError(
                 f"step() needs a unidirectional {type(self).__name__} (bidirectional=False)")
-        x_t = as_input(x_t, "x_t", self.dtype)
-        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+        x_array = as_input(x_t, "x_t", self.dtype)
+        if x_array.ndim not in (1, 2) or x_array.shape[-1] != self.input_size:
             raise ValueError(
                 f"x_t must have shape (B, {self.input_size}) or ({self.input_size},), "
-                f"got {x_t.shape}"
+                f"got {x_array.shape}"
             )
-        unbatched = x_t.ndim == 1
-        inp = x_t[None] if unbatched else x_t
+        unbatched = x_array.ndim == 1
+        inp = x_array[None] if unbatched else x_array
         B = inp.shape[0]
         zeros = np.zeros((self.num_layers, B, self.hidden_size), self.dtype)
+        current: tuple[FloatArray | None, ...]
         if state is None:
-            state = tuple(zeros for _ in self.STATES)
+            current = tuple(zeros for _ in self.STATES)
         else:
-            state = self._states(state, self.STATES, B, unbatched)
+            current = self._states(state, self.STATES, B, unbatched)
         new = tuple(np.empty_like(zeros) for _ in self.STATES)
         for layer in range(self.num_layers):
-            result = self._run_step(inp, layer, tuple(s[layer] for s in state))
+            result = self._run_step(inp, layer, tuple(cast(FloatArray, s)[layer] for s in current))
             for stack, value in zip(new, result):
                 stack[layer] = value
             inp = new[0][layer]
@@ -443,40 +546,91 @@ class RecurrentStack(Module):
 class LSTM(RecurrentStack):
     """A stacked, optionally bidirectional LSTM with torch.nn.LSTM's shapes and parameters.
 
-        lstm = LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                    dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                    unit_forget_bias=False)
-        y, (h_n, c_n) = lstm(x, hx=None, lengths=None)
-        dx = lstm.backward(dy, dh_n=None, dc_n=None)
+    With D = 2 if bidirectional else 1 and L = num_layers, the shapes are:
 
-    With D = 2 if bidirectional else 1, L = num_layers:
-      x   (T, B, I), or (B, T, I) when batch_first, or (T, I) unbatched
-      hx  (h0, c0), each (L*D, B, H), or (L*D, H) unbatched; None means zeros
-      y   (T, B, D*H) / (B, T, D*H) / (T, D*H): the top layer's output, directions concatenated
-      h_n, c_n  like h0: final state of every layer and direction, index layer*D + direction
+    - x: (T, B, I), or (B, T, I) when batch_first, or (T, I) unbatched.
+    - hx: (h0, c0), each (L*D, B, H), or (L*D, H) unbatched; None means zeros.
+    - y: (T, B, D*H) / (B, T, D*H) / (T, D*H), the top layer's output, directions
+      concatenated.
+    - h_n, c_n: like h0, the final state of every layer and direction, index
+      layer*D + direction.
+
     lengths (B,) integers in [0, T] (None: all T): steps past a sequence's length leave its
     state unchanged and output zeros, h_n/c_n are each sequence's state at its own length,
     and the reverse direction starts at each sequence's last valid step, as torch's packed
     sequences do.
 
-    Parameters (self.params), for layer k and suffix "" or "_reverse": weight_ih_l{k} (4H, I_k),
-    weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,) when bias; I_0 = I, I_k = D*H.
-    Initialised like torch, U(-1/sqrt(H), 1/sqrt(H)), from np.random.default_rng(seed);
-    unit_forget_bias=True sets the forget-gate slice of bias_ih to 1 and of bias_hh to 0
-    (their sum, the effective bias, is 1.0).
+    The parameters (self.params), for layer k and suffix "" or "_reverse": weight_ih_l{k}
+    (4H, I_k), weight_hh_l{k} (4H, H), bias_ih_l{k}, bias_hh_l{k} (4H,) when bias; I_0 = I,
+    I_k = D*H.  Initialised like torch, U(-1/sqrt(H), 1/sqrt(H)), from
+    np.random.default_rng(seed).
 
-    dropout: applied to the output of every layer but the last, in training mode only, with
-    masks drawn from self.rng (seeded by `seed`; replace it to control the masks).
     Training mode keeps the kernels' caches for backward; eval() runs the inference kernels
     (no caches, no dropout).
+
+    Parameters
+    ----------
+    input_size : int
+        I, the features of x.
+    hidden_size : int
+        H, the hidden units of every layer.
+    num_layers : int, default 1
+        L, the stacked layers.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        x and y are (B, T, ·) instead of (T, B, ·); states keep (L*D, B, H).
+    dropout : float, default 0.0
+        In [0, 1): applied to the output of every layer but the last, in training mode only,
+        with masks drawn from self.rng (seeded by `seed`; replace it to control the masks).
+    bidirectional : bool, default False
+        Add a reverse direction to every layer.
+    dtype : dtype, default np.float32
+        float32 or float64, the dtype of the parameters and of every input.
+    seed : int, optional
+        Seed of the initialisation and of the dropout masks.
+    unit_forget_bias : bool, default False
+        Set the forget-gate slice of bias_ih to 1 and of bias_hh to 0 (their sum, the
+        effective bias, is 1.0).
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        The parameters by torch's names, updated in place.
+    grads : dict of str to ndarray
+        Their gradients (same keys), accumulated by backward.
+    dhx : tuple of ndarray or None
+        (dh0, dc0), the gradients of the initial state from the last backward.
+    rng : numpy.random.Generator
+        The source of the dropout masks.
+
+    Raises
+    ------
+    TypeError
+        For a size that is not an int, or a dtype other than float32/float64.
+    ValueError
+        For a size below 1 or a dropout outside [0, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> lstm = lc.LSTM(3, 5, num_layers=2, seed=0)
+    >>> y, (h_n, c_n) = lstm(np.zeros((7, 2, 3), np.float32))
+    >>> y.shape, h_n.shape
+    ((7, 2, 5), (2, 2, 5))
+    >>> dx = lstm.backward(np.ones_like(y))
+    >>> dx.shape
+    (7, 2, 3)
     """
 
     GATES = 4
     STATES = ("h", "c")
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, seed=None,
-                 unit_forget_bias=False):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, dtype: DTypeLike = np.float32,
+                 seed: int | None = None, unit_forget_bias: bool = False) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed)
@@ -484,84 +638,244 @@ class LSTM(RecurrentStack):
         H = self.hidden_size
         if self.bias and self.unit_forget_bias:
             for layer in range(self.num_layers):
-                for direction in range(self.num_directions):
-                    self._param("bias_ih", layer, direction)[H:2 * H] = 1.0
-                    self._param("bias_hh", layer, direction)[H:2 * H] = 0.0
+                for suffix in self._suffixes():
+                    self.params[f"bias_ih_l{layer}{suffix}"][H:2 * H] = 1.0
+                    self.params[f"bias_hh_l{layer}{suffix}"][H:2 * H] = 0.0
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {**super().config(), "unit_forget_bias": self.unit_forget_bias}
 
-    def _weights(self, layer, direction):
+    def _weights(self, layer: int,
+                 direction: int) -> tuple[FloatArray, FloatArray, FloatArray | None]:
         """(w_ih, w_hh, bias) of one layer and direction; bias = b_ih + b_hh or None."""
-        return (self._param("weight_ih", layer, direction),
-                self._param("weight_hh", layer, direction), self._summed_bias(layer, direction))
+        suffix = self._suffixes()[direction]
+        return (self.params[f"weight_ih_l{layer}{suffix}"],
+                self.params[f"weight_hh_l{layer}{suffix}"], self._summed_bias(layer, direction))
 
-    def _run_forward(self, seq, layer, direction, init, training, length_kw):
+    def _run_forward(self, seq: FloatArray, layer: int, direction: int,
+                     init: tuple[FloatArray | None, ...], training: bool,
+                     length_kw: dict[str, Any]) -> tuple[FloatArray, States, Cache]:
         y, h_n, c_n, cache = lstm_forward(seq, *self._weights(layer, direction), *init,
                                           training=training, **length_kw)
         return y, (h_n, c_n), cache
 
-    def _run_backward(self, cache, dy, dfinal):
+    def _run_backward(self, cache: Cache, dy: FloatArray | None,
+                      dfinal: tuple[FloatArray | None, ...]) -> LSTMGrads:
         return lstm_backward(cache, dy, *dfinal)
 
-    def _run_step(self, x_t, layer, state):
-        return lstm_cell(x_t, *state, *self._weights(layer, 0))
+    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
+        h, c = state
+        return lstm_cell(x_t, h, c, *self._weights(layer, 0))
 
-    def forward(self, x, hx=None, lengths=None):
-        """y, (h_n, c_n) for x; see the class docstring for shapes."""
+    def __call__(self, x: ArrayLike, hx: Sequence[ArrayLike] | None = None,
+                 lengths: ArrayLike | None = None
+                 ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
+        """The same as forward(x, hx, lengths)."""
+        return self.forward(x, hx, lengths)
+
+    def forward(self, x: ArrayLike, hx: Sequence[ArrayLike] | None = None,
+                lengths: ArrayLike | None = None
+                ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
+        """Run the stack over a whole sequence.
+
+        Parameters
+        ----------
+        x : array_like
+            (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched, of the model's dtype.
+        hx : tuple (h0, c0), optional
+            The initial states, each (L*D, B, H) or (L*D, H) unbatched; None for zeros.
+        lengths : array_like of int, shape (B,), optional
+            Each sequence's length in [0, T]; None for all T.
+
+        Returns
+        -------
+        y : ndarray
+            The top layer's output, (T, B, D*H) in x's layout.
+        (h_n, c_n) : tuple of ndarray
+            The final states, each (L*D, B, H) (or (L*D, H) unbatched).
+
+        Raises
+        ------
+        TypeError
+            For arrays of another dtype than the parameters', or an hx that is not a pair.
+        ValueError
+            For wrong shapes or lengths.
+        """
         if hx is not None and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
             raise TypeError(f"hx must be a pair (h0, c0) or None, got {type(hx).__name__}")
         y, finals = self._forward(x, (None, None) if hx is None else tuple(hx), lengths)
-        return y, finals
+        h_n, c_n = finals
+        return y, (h_n, c_n)
 
-    def backward(self, dy=None, dh_n=None, dc_n=None):
-        """dL/dx from dL/dy and dL/dh_n, dL/dc_n (each shaped like what forward returned;
-        None means zero), through the last training-mode forward.
+    def backward(self, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None,
+                 dc_n: ArrayLike | None = None) -> FloatArray:
+        """Backpropagate through the last training-mode forward.
 
         ADDS the parameter gradients into self.grads; sets self.dhx = (dh0, dc0), the
         gradients of the initial state, shaped like hx.  May be called more than once.
+
+        Parameters
+        ----------
+        dy : array_like, optional
+            dL/dy, shaped like the y forward returned; None means zero.
+        dh_n, dc_n : array_like, optional
+            dL/dh_n and dL/dc_n, shaped like h_n and c_n; None means zero.
+
+        Returns
+        -------
+        ndarray
+            dL/dx, shaped like x.
+
+        Raises
+        ------
+        RuntimeError
+            When there was no training-mode forward.
+        TypeError
+            For gradients of another dtype than the parameters'.
+        ValueError
+            For gradients of the wrong shape.
         """
         dx, self.dhx = self._backward(dy, (dh_n, dc_n))
         return dx
 
-    def step(self, x_t, state=None):
+    def step(self, x_t: ArrayLike, state: Sequence[ArrayLike] | None = None
+             ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
         """One time step through every layer on the fused cell (inference, no dropout).
 
-        x_t (B, I) or (I,) unbatched; state (h, c) shaped like h_n, c_n, or None for zeros.
-        Returns y_t (B, H) (or (H,)) and the new state (h, c).  Unidirectional only: a reverse
-        direction needs the whole sequence.
+        Unidirectional only: a reverse direction needs the whole sequence.
+
+        Parameters
+        ----------
+        x_t : array_like
+            (B, I), or (I,) unbatched.
+        state : tuple (h, c), optional
+            Shaped like h_n, c_n; None for zeros.
+
+        Returns
+        -------
+        y_t : ndarray
+            (B, H), or (H,) unbatched: the top layer's output.
+        (h, c) : tuple of ndarray
+            The new state.
+
+        Raises
+        ------
+        TypeError
+            For a state that is not a pair, or arrays of another dtype.
+        ValueError
+            For a bidirectional LSTM or wrong shapes.
         """
         if state is not None and not (isinstance(state, (tuple, list)) and len(state) == 2):
             raise TypeError(f"state must be a pair (h, c) or None, got {type(state).__name__}")
-        return self._step(x_t, state)
+        y_t, new = self._step(x_t, state)
+        h, c = new
+        return y_t, (h, c)
 
 
 class _OneStateStack(RecurrentStack):
     """The RNN and the GRU: one state h, passed and returned as an array (not a tuple)."""
 
-    def forward(self, x, hx=None, lengths=None):
-        """y, h_n for x; see the class docstring for shapes."""
+    def __call__(self, x: ArrayLike, hx: ArrayLike | None = None,
+                 lengths: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+        """The same as forward(x, hx, lengths)."""
+        return self.forward(x, hx, lengths)
+
+    def forward(self, x: ArrayLike, hx: ArrayLike | None = None,
+                lengths: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+        """Run the stack over a whole sequence.
+
+        Parameters
+        ----------
+        x : array_like
+            (T, B, I), (B, T, I) with batch_first, or (T, I) unbatched, of the model's dtype.
+        hx : array_like, optional
+            The initial state h0, (L*D, B, H) or (L*D, H) unbatched; None for zeros.
+        lengths : array_like of int, shape (B,), optional
+            Each sequence's length in [0, T]; None for all T.
+
+        Returns
+        -------
+        y : ndarray
+            The top layer's output, (T, B, D*H) in x's layout.
+        h_n : ndarray
+            The final state, (L*D, B, H) (or (L*D, H) unbatched).
+
+        Raises
+        ------
+        TypeError
+            For arrays of another dtype than the parameters'.
+        ValueError
+            For wrong shapes or lengths.
+        """
         y, (h_n,) = self._forward(x, (hx,), lengths)
         return y, h_n
 
-    def backward(self, dy=None, dh_n=None):
-        """dL/dx from dL/dy and dL/dh_n (shaped like what forward returned; None means zero),
-        through the last training-mode forward.
+    def backward(self, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None) -> FloatArray:
+        """Backpropagate through the last training-mode forward.
 
         ADDS the parameter gradients into self.grads; sets self.dhx = dh0, the gradient of
         the initial state, shaped like hx.  May be called more than once.
+
+        Parameters
+        ----------
+        dy : array_like, optional
+            dL/dy, shaped like the y forward returned; None means zero.
+        dh_n : array_like, optional
+            dL/dh_n, shaped like h_n; None means zero.
+
+        Returns
+        -------
+        ndarray
+            dL/dx, shaped like x.
+
+        Raises
+        ------
+        RuntimeError
+            When there was no training-mode forward.
+        TypeError
+            For gradients of another dtype than the parameters'.
+        ValueError
+            For gradients of the wrong shape.
         """
         dx, (self.dhx,) = self._backward(dy, (dh_n,))
         return dx
 
-    def step(self, x_t, state=None):
-        """One time step through every layer (inference, no dropout): x_t (B, I) or (I,);
-        state h shaped like h_n, or None for zeros.  Returns y_t (B, H) (or (H,)) and the new
-        h.  Unidirectional only."""
+    def step(self, x_t: ArrayLike,
+             state: ArrayLike | None = None) -> tuple[FloatArray, FloatArray]:
+        """One time step through every layer (inference, no dropout); unidirectional only.
+
+        Parameters
+        ----------
+        x_t : array_like
+            (B, I), or (I,) unbatched.
+        state : array_like, optional
+            h, shaped like h_n; None for zeros.
+
+        Returns
+        -------
+        y_t : ndarray
+            (B, H), or (H,) unbatched: the top layer's output.
+        h : ndarray
+            The new state.
+
+        Raises
+        ------
+        TypeError
+            For arrays of another dtype than the parameters'.
+        ValueError
+            For a bidirectional stack or wrong shapes.
+        """
         y_t, (h,) = self._step(x_t, None if state is None else (state,))
         return y_t, h
 
-    def _run_step(self, x_t, layer, state):
+    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
         # One inference step of the sequence kernel: its h_n is the new state.
         _, final, _ = self._run_forward(x_t[None], layer, 0, state, False, {})
         return final
@@ -569,24 +883,57 @@ class _OneStateStack(RecurrentStack):
 
 class RNN(_OneStateStack):
     """A stacked, optionally bidirectional vanilla RNN with torch.nn.RNN's shapes and
-    parameters (nonlinearity 'tanh'):  h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+    parameters (nonlinearity 'tanh').
 
-        rnn = RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
-                  batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
-                  seed=None)
-        y, h_n = rnn(x, hx=None, lengths=None)
-        dx = rnn.backward(dy, dh_n=None)          # fills rnn.grads, sets rnn.dhx = dh0
+    h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).  Shapes, lengths, dropout,
+    train/eval and state dicts as LSTM's, with one state h (hx, h_n: (L*D, B, H)) and
+    parameters weight_ih_l{k} (H, I_k), weight_hh_l{k} (H, H), bias_ih_l{k}, bias_hh_l{k}
+    (H,) (the kernels add the two biases).  backward fills rnn.grads and sets rnn.dhx = dh0.
 
-    Shapes, lengths, dropout, train/eval and state dicts as LSTM's, with one state h
-    (hx, h_n: (L*D, B, H)) and parameters weight_ih_l{k} (H, I_k), weight_hh_l{k} (H, H),
-    bias_ih_l{k}, bias_hh_l{k} (H,) (the kernels add the two biases).
+    Parameters
+    ----------
+    input_size : int
+        I, the features of x.
+    hidden_size : int
+        H, the hidden units of every layer.
+    num_layers : int, default 1
+        L, the stacked layers.
+    nonlinearity : {'tanh'}
+        The only nonlinearity the kernels implement.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        x and y are (B, T, ·) instead of (T, B, ·); states keep (L*D, B, H).
+    dropout : float, default 0.0
+        In [0, 1): applied to the output of every layer but the last, in training mode only.
+    bidirectional : bool, default False
+        Add a reverse direction to every layer.
+    dtype : dtype, default np.float32
+        float32 or float64, the dtype of the parameters and of every input.
+    seed : int, optional
+        Seed of the initialisation and of the dropout masks.
+
+    Raises
+    ------
+    ValueError
+        For a nonlinearity other than 'tanh', as LSTM's otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> rnn = lc.RNN(3, 4, seed=0)
+    >>> y, h_n = rnn(np.zeros((6, 2, 3), np.float32))
+    >>> y.shape, h_n.shape
+    ((6, 2, 4), (1, 2, 4))
     """
 
     GATES = 1
 
-    def __init__(self, input_size, hidden_size, num_layers=1, *, nonlinearity="tanh",
-                 bias=True, batch_first=False, dropout=0.0, bidirectional=False,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False,
+                 dtype: DTypeLike = np.float32, seed: int | None = None) -> None:
         if nonlinearity != "tanh":
             raise ValueError(
                 f"nonlinearity must be 'tanh' (the only one lstm_core's RNN kernels "
@@ -597,49 +944,93 @@ class RNN(_OneStateStack):
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          dtype=dtype, seed=seed)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {**super().config(), "nonlinearity": self.nonlinearity}
 
-    def _run_forward(self, seq, layer, direction, init, training, length_kw):
-        y, h_n, cache = rnn_forward(seq, self._param("weight_ih", layer, direction),
-                                    self._param("weight_hh", layer, direction),
+    def _run_forward(self, seq: FloatArray, layer: int, direction: int,
+                     init: tuple[FloatArray | None, ...], training: bool,
+                     length_kw: dict[str, Any]) -> tuple[FloatArray, States, Cache]:
+        suffix = self._suffixes()[direction]
+        y, h_n, cache = rnn_forward(seq, self.params[f"weight_ih_l{layer}{suffix}"],
+                                    self.params[f"weight_hh_l{layer}{suffix}"],
                                     self._summed_bias(layer, direction), init[0],
                                     training=training, **length_kw)
         return y, (h_n,), cache
 
-    def _run_backward(self, cache, dy, dfinal):
+    def _run_backward(self, cache: Cache, dy: FloatArray | None,
+                      dfinal: tuple[FloatArray | None, ...]) -> Grads:
         return rnn_backward(cache, dy, dfinal[0])
 
 
 class GRU(_OneStateStack):
-    """A stacked, optionally bidirectional GRU with torch.nn.GRU's shapes and parameters:
-    gate order r, z, n along the 3H axis, b_hn inside the reset product,
+    """A stacked, optionally bidirectional GRU with torch.nn.GRU's shapes and parameters.
+
+    Gate order r, z, n along the 3H axis, b_hn inside the reset product::
 
         r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)     z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
         n = tanh(W_in x + b_in + r * (W_hn h + b_hn))  h' = (1 - z) * n + z * h
 
-        gru = GRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                  dropout=0.0, bidirectional=False, dtype=np.float32, seed=None)
-        y, h_n = gru(x, hx=None, lengths=None)
-        dx = gru.backward(dy, dh_n=None)          # fills gru.grads, sets gru.dhx = dh0
-
     Shapes, lengths, dropout, train/eval and state dicts as LSTM's, with one state h
     (hx, h_n: (L*D, B, H)) and parameters weight_ih_l{k} (3H, I_k), weight_hh_l{k} (3H, H),
-    bias_ih_l{k}, bias_hh_l{k} (3H,) (passed to the kernels apart).
+    bias_ih_l{k}, bias_hh_l{k} (3H,) (passed to the kernels apart).  backward fills
+    gru.grads and sets gru.dhx = dh0.
+
+    Parameters
+    ----------
+    input_size : int
+        I, the features of x.
+    hidden_size : int
+        H, the hidden units of every layer.
+    num_layers : int, default 1
+        L, the stacked layers.
+    bias : bool, default True
+        Whether the layers have the biases b_ih and b_hh.
+    batch_first : bool, default False
+        x and y are (B, T, ·) instead of (T, B, ·); states keep (L*D, B, H).
+    dropout : float, default 0.0
+        In [0, 1): applied to the output of every layer but the last, in training mode only.
+    bidirectional : bool, default False
+        Add a reverse direction to every layer.
+    dtype : dtype, default np.float32
+        float32 or float64, the dtype of the parameters and of every input.
+    seed : int, optional
+        Seed of the initialisation and of the dropout masks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> gru = lc.GRU(3, 4, bidirectional=True, seed=0)
+    >>> y, h_n = gru(np.zeros((6, 2, 3), np.float32))
+    >>> y.shape, h_n.shape
+    ((6, 2, 8), (2, 2, 4))
     """
 
     GATES = 3
 
-    def _run_forward(self, seq, layer, direction, init, training, length_kw):
-        y, h_n, cache = gru_forward(seq, *(self._param(kind, layer, direction) for kind in
-                                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")),
+    def _run_forward(self, seq: FloatArray, layer: int, direction: int,
+                     init: tuple[FloatArray | None, ...], training: bool,
+                     length_kw: dict[str, Any]) -> tuple[FloatArray, States, Cache]:
+        suffix = self._suffixes()[direction]
+        y, h_n, cache = gru_forward(seq, self.params[f"weight_ih_l{layer}{suffix}"],
+                                    self.params[f"weight_hh_l{layer}{suffix}"],
+                                    self.params.get(f"bias_ih_l{layer}{suffix}"),
+                                    self.params.get(f"bias_hh_l{layer}{suffix}"),
                                     init[0], training=training, **length_kw)
         return y, (h_n,), cache
 
-    def _run_backward(self, cache, dy, dfinal):
+    def _run_backward(self, cache: Cache, dy: FloatArray | None,
+                      dfinal: tuple[FloatArray | None, ...]) -> Grads:
         return gru_backward(cache, dy, dfinal[0])
 
-    def _accumulate_biases(self, key, g):
+    def _accumulate_biases(self, key: str, g: Grads) -> None:
         self.grads[f"bias_ih{key}"] += g.db_ih
         self.grads[f"bias_hh{key}"] += g.db_hh
 
@@ -647,17 +1038,47 @@ class GRU(_OneStateStack):
 class Linear(Module):
     """A dense layer y = x @ weight.T + bias over the last axis, torch.nn.Linear's layout.
 
-    x (..., in_features) -> y (..., out_features); weight (out_features, in_features),
-    bias (out_features,).  Initialised like torch: U(-1/sqrt(in), 1/sqrt(in)).
+    x (..., in_features) -> y (..., out_features); params "weight" (out_features,
+    in_features) and "bias" (out_features,).  Initialised like torch:
+    U(-1/sqrt(in), 1/sqrt(in)).
+
+    Parameters
+    ----------
+    in_features : int
+        The size of x's last axis.
+    out_features : int
+        The size of y's last axis.
+    bias : bool, default True
+        Whether the layer has a bias.
+    dtype : dtype, default np.float32
+        float32 or float64.
+    seed : int, optional
+        Seed of the initialisation.
+
+    Raises
+    ------
+    TypeError
+        For a size that is not an int, or a dtype other than float32/float64.
+    ValueError
+        For a size below 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> head = lc.Linear(4, 2, seed=0)
+    >>> head(np.ones((3, 4), np.float32)).shape
+    (3, 2)
     """
 
-    def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = True,
+                 dtype: DTypeLike = np.float32, seed: int | None = None) -> None:
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
         self.bias = bool(bias)
         self.dtype = float_dtype(dtype)
         self.training = True
-        self._x = None
+        self._x: FloatArray | None = None
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         self.params = {"weight": rng.uniform(-bound, bound, (self.out_features,
@@ -666,28 +1087,74 @@ class Linear(Module):
             self.params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(self.dtype)
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias, "dtype": self.dtype.name}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "Linear(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
 
-    def __call__(self, x):
+    def __call__(self, x: ArrayLike) -> FloatArray:
+        """The same as forward(x)."""
         return self.forward(x)
 
-    def forward(self, x):
-        x = as_input(x, "x", self.dtype)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(f"x must have shape (..., {self.in_features}), got {x.shape}")
-        self._x = x
-        y = x @ self.params["weight"].T
+    def forward(self, x: ArrayLike) -> FloatArray:
+        """y = x @ weight.T + bias; x is kept for backward.
+
+        Parameters
+        ----------
+        x : array_like, shape (..., in_features)
+            Of the layer's dtype.
+
+        Returns
+        -------
+        ndarray, shape (..., out_features)
+
+        Raises
+        ------
+        TypeError
+            For x of another dtype.
+        ValueError
+            For a last axis other than in_features.
+        """
+        x_array = as_input(x, "x", self.dtype)
+        if x_array.ndim < 1 or x_array.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}), got {x_array.shape}")
+        self._x = x_array
+        y = x_array @ self.params["weight"].T
         if self.bias:
             y += self.params["bias"]
         return y
 
-    def backward(self, dy):
-        """dL/dx from dL/dy (..., out_features); ADDS into self.grads."""
+    def backward(self, dy: ArrayLike) -> FloatArray:
+        """dL/dx from dL/dy through the last forward; ADDS into self.grads.
+
+        Parameters
+        ----------
+        dy : array_like, shape (..., out_features)
+            dL/dy, shaped like the last forward's output.
+
+        Returns
+        -------
+        ndarray, shape (..., in_features)
+            dL/dx.
+
+        Raises
+        ------
+        RuntimeError
+            When there was no forward.
+        TypeError
+            For dy of another dtype.
+        ValueError
+            For dy of the wrong shape.
+        """
         if self._x is None:
             raise RuntimeError("backward needs a forward first")
         dy = as_input(dy, "dy", self.dtype)
@@ -699,24 +1166,48 @@ class Linear(Module):
         self.grads["weight"] += rows_dy.T @ rows_x
         if self.bias:
             self.grads["bias"] += rows_dy.sum(axis=0)
-        return dy @ self.params["weight"]
+        result: FloatArray = dy @ self.params["weight"]
+        return result
 
 
 class SequenceModel(Module):
     """Recurrent stack (LSTM, GRU or RNN) -> (last step or every step) -> optional Linear head.
-
-        model = SequenceModel(LSTM(I, H), Linear(H, O), output="last")
-        out = model(x, lengths=None)                # (B, O) for "last", like y with O for "all"
-        dx = model.backward(dout)
 
     output="last": the top layer's final hidden state, each sequence at its own length
     (bidirectional: forward and reverse final states concatenated, (B, 2H)) — a
     sequence-to-one model.  output="all": the top layer's output at every step (padding steps
     are zeros before the head) — a sequence-to-sequence model.
     Parameters are the submodules' own arrays under "lstm." and "head." prefixes.
+
+    Parameters
+    ----------
+    lstm : LSTM, GRU or RNN
+        The recurrent stack (the name and the "lstm." prefix stay whatever the cell).
+    head : Linear, optional
+        Applied to the features; its in_features must be num_directions * hidden_size.
+    output : {'last', 'all'}, default 'last'
+        Which steps feed the head.
+
+    Raises
+    ------
+    TypeError
+        For a stack or head of another class, or a head of another dtype.
+    ValueError
+        For an unknown output or a head of the wrong size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> model = lc.SequenceModel(lc.LSTM(3, 8, seed=0), lc.Linear(8, 1, seed=0))
+    >>> out = model(np.zeros((5, 4, 3), np.float32))
+    >>> out.shape
+    (4, 1)
+    >>> dx = model.backward(np.ones_like(out))
     """
 
-    def __init__(self, lstm, head=None, *, output="last"):
+    def __init__(self, lstm: RecurrentStack, head: Linear | None = None, *,
+                 output: str = "last") -> None:
         # `lstm` keeps its name (and the "lstm." parameter prefix) whatever the cell, so
         # that models and files written before GRU and RNN existed keep working.
         if not isinstance(lstm, RecurrentStack):
@@ -741,33 +1232,76 @@ class SequenceModel(Module):
         self.batch_first = lstm.batch_first
         self.training = lstm.training
         self.params, self.grads = {}, {}
+        module: Module | None
         for prefix, module in (("lstm.", lstm), ("head.", head)):
             if module is not None:
                 self.params.update({prefix + k: v for k, v in module.params.items()})
                 self.grads.update({prefix + k: v for k, v in module.grads.items()})
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-able (what save_model writes).
+
+        Returns
+        -------
+        dict
+            Keyword arguments that rebuild an equal, freshly initialised layer.
+        """
         return {"lstm": self.lstm.config(),
                 "cell": type(self.lstm).__name__,
                 "head": None if self.head is None else self.head.config(),
                 "output": self.output}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"SequenceModel({self.lstm!r}, {self.head!r}, output={self.output!r})"
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> "SequenceModel":
+        """Training mode for the model and its submodules, or inference mode.
+
+        Parameters
+        ----------
+        mode : bool, default True
+            True for training mode, False for inference mode.
+
+        Returns
+        -------
+        SequenceModel
+            self.
+        """
+        module: Module | None
         for module in (self.lstm, self.head):
             if module is not None:
                 module.train(mode)
-        return super().train(mode)
+        super().train(mode)
+        return self
 
-    def __call__(self, x, hx=None, lengths=None, *, return_state=False):
+    def __call__(self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None, *,
+                 return_state: bool = False) -> Any:
+        """The same as forward(x, hx, lengths, return_state=return_state)."""
         return self.forward(x, hx, lengths, return_state=return_state)
 
-    def forward(self, x, hx=None, lengths=None, *, return_state=False):
-        """The model's output for x; with return_state=True also the recurrent stack's final
-        state ((h_n, c_n) for an LSTM, h_n for a GRU or RNN), to carry over into the next
-        chunk of a long series (pass it back as hx)."""
+    def forward(self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None, *,
+                return_state: bool = False) -> Any:
+        """The model's output for x.
+
+        Parameters
+        ----------
+        x : array_like
+            In the stack's layout: (T, B, I), or (B, T, I) with batch_first.
+        hx : optional
+            The stack's initial state: (h0, c0) for an LSTM, h0 for a GRU or RNN.
+        lengths : array_like of int, shape (B,), optional
+            Each sequence's length.
+        return_state : bool, default False
+            Also return the stack's final state ((h_n, c_n) for an LSTM, h_n for a GRU or
+            RNN), to carry over into the next chunk of a long series (pass it back as hx).
+
+        Returns
+        -------
+        out : ndarray
+            (B, O) for output="last"; for output="all" laid out like y with O features.
+        state : tuple of ndarray or ndarray
+            Only with return_state=True.
+        """
         y, state = self.lstm(x, hx, lengths)
         h_n = state[0] if isinstance(self.lstm, LSTM) else state
         if self.output == "last":
@@ -778,8 +1312,19 @@ class SequenceModel(Module):
         out = features if self.head is None else self.head(features)
         return (out, state) if return_state else out
 
-    def backward(self, dout):
-        """dL/dx from dL/d(output); ADDS into the submodules' grads (and so self.grads)."""
+    def backward(self, dout: ArrayLike) -> FloatArray | None:
+        """dL/dx from dL/d(output); ADDS into the submodules' grads (and so self.grads).
+
+        Parameters
+        ----------
+        dout : array_like
+            dL/d(output), shaped like the last forward's output.
+
+        Returns
+        -------
+        ndarray
+            dL/dx, shaped like x.
+        """
         dfeatures = dout if self.head is None else self.head.backward(dout)
         if self.output == "all":
             return self.lstm.backward(dfeatures)
@@ -793,7 +1338,22 @@ class SequenceModel(Module):
             dh_n[stacks - D + direction] = dfeatures[..., direction * H:(direction + 1) * H]
         return lstm.backward(None, dh_n)
 
-    def step(self, x_t, state=None):
-        """One streaming step: (output for this step, new state); see LSTM.step."""
+    def step(self, x_t: ArrayLike, state: Any = None) -> tuple[FloatArray, Any]:
+        """One streaming step: (output for this step, new state); see LSTM.step.
+
+        Parameters
+        ----------
+        x_t : array_like
+            (B, I), or (I,) unbatched.
+        state : optional
+            The stack's state, as LSTM.step / RNN.step take it; None for zeros.
+
+        Returns
+        -------
+        out_t : ndarray
+            The head's output for this step (the top layer's h without a head).
+        state : tuple of ndarray or ndarray
+            The new state.
+        """
         h_t, state = self.lstm.step(x_t, state)
         return (h_t if self.head is None else self.head(h_t)), state

@@ -5,10 +5,18 @@ only when a function here is called.
 Every function draws one figure, saves it when `path` is given, and returns the Figure.
 """
 
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+#: Where a figure is saved: a file name, or None to only return the figure.
+_Path = str | os.PathLike[str] | None
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as error:
@@ -22,7 +30,7 @@ def _pyplot():
     return plt
 
 
-def _finish(plt, fig, path):
+def _finish(plt: Any, fig: Any, path: _Path) -> Any:
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
@@ -30,11 +38,34 @@ def _finish(plt, fig, path):
     return fig
 
 
-def plot_gates(trace, sample=0, *, batch_first=False, units=None, path=None, title=None):
+def plot_gates(trace: Mapping[str, ArrayLike], sample: int = 0, *, batch_first: bool = False,
+               units: Sequence[int] | slice | None = None, path: _Path = None,
+               title: str | None = None) -> Any:
     """Heat maps of i, f, g, o and c for one sequence of a gate trace (see lstm_core.gates).
 
-    trace: {"i", "f", "g", "o", "c"} -> (T, B, H) ((B, T, H) with batch_first, or (T, H)).
-    sample: which sequence of the batch; units: the hidden units to show (default all).
+    Parameters
+    ----------
+    trace : dict of str to array_like
+        {"i", "f", "g", "o", "c"} -> (T, B, H) ((B, T, H) with batch_first, or (T, H)).
+    sample : int, default 0
+        Which sequence of the batch.
+    batch_first : bool, default False
+        The trace's arrays are (B, T, H).
+    units : sequence of int or slice, optional
+        The hidden units to show (default all).
+    path : str or path-like, optional
+        Save the figure there (and close it).
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
     """
     plt = _pyplot()
     names = ("i", "f", "g", "o", "c")
@@ -56,12 +87,36 @@ def plot_gates(trace, sample=0, *, batch_first=False, units=None, path=None, tit
     return _finish(plt, fig, path)
 
 
-def plot_forecast(x_axis, actual, forecasts, *, path=None, title=None, ylabel=None,
-                  history=None):
+def plot_forecast(x_axis: ArrayLike, actual: ArrayLike, forecasts: Mapping[str, ArrayLike], *,
+                  path: _Path = None, title: str | None = None, ylabel: str | None = None,
+                  history: tuple[ArrayLike, ArrayLike] | None = None) -> Any:
     """A series and one or more forecasts of it.
 
-    x_axis (N,), actual (N,); forecasts: {label: (N,) array}; history: optional
-    (x_axis, values) drawn before the forecast window in grey.
+    Parameters
+    ----------
+    x_axis : array_like, shape (N,)
+        The abscissae of the forecast window.
+    actual : array_like, shape (N,)
+        The true values.
+    forecasts : dict of str to array_like
+        {label: (N,) array}.
+    path : str or path-like, optional
+        Save the figure there (and close it).
+    title : str, optional
+        The figure's title.
+    ylabel : str, optional
+        The y axis label.
+    history : tuple (x_axis, values), optional
+        Drawn before the forecast window in grey.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -78,10 +133,27 @@ def plot_forecast(x_axis, actual, forecasts, *, path=None, title=None, ylabel=No
     return _finish(plt, fig, path)
 
 
-def plot_gradient_norms(norms, *, path=None, title=None):
+def plot_gradient_norms(norms: Mapping[str, tuple[ArrayLike, ArrayLike]], *,
+                        path: _Path = None, title: str | None = None) -> Any:
     """‖∂L/∂h_t‖ against the distance T - t to the loss, log scale, one line per model.
 
-    norms: {label: (distances (K,), norms (K,))}.
+    Parameters
+    ----------
+    norms : dict of str to tuple
+        {label: (distances (K,), norms (K,))}.
+    path : str or path-like, optional
+        Save the figure there (and close it).
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ImportError
+        When matplotlib is not installed.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))

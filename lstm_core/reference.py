@@ -13,36 +13,87 @@ w_ih (4H, I), w_hh (4H, H), one bias (4H,) standing for b_ih + b_hh.
     h_t = o * tanh(c_t)
 """
 
-from collections import namedtuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
-LSTMGrads = namedtuple("LSTMGrads", ["dx", "dw_ih", "dw_hh", "dbias", "dh0", "dc0"])
-LSTMGrads.__doc__ = """Gradients of lstm_backward; dbias is None when the forward had no bias."""
+from lstm_core._typing import FloatArray
+
+F64Array = NDArray[np.float64]
+
+
+class LSTMGrads(NamedTuple):
+    """Gradients of lstm_backward; dbias is None when the forward had no bias.
+
+    Attributes
+    ----------
+    dx : ndarray, shape (T, B, I)
+        Gradient of the loss with respect to x.
+    dw_ih : ndarray, shape (4H, I)
+        Gradient with respect to w_ih.
+    dw_hh : ndarray, shape (4H, H)
+        Gradient with respect to w_hh.
+    dbias : ndarray, shape (4H,), or None
+        Gradient with respect to the bias (also that of b_ih and of b_hh); None when the
+        forward had no bias.
+    dh0, dc0 : ndarray, shape (B, H)
+        Gradients with respect to the initial states h0 and c0.
+    """
+
+    dx: FloatArray
+    dw_ih: FloatArray
+    dw_hh: FloatArray
+    dbias: FloatArray | None
+    dh0: FloatArray
+    dc0: FloatArray
+
 
 # What backward needs from forward, per step; built only when training=True.
-ReferenceCache = namedtuple(
-    "ReferenceCache",
-    ["x", "w_ih", "w_hh", "has_bias", "h", "c", "gates", "active", "dtype"],
-)
-ReferenceCache.__doc__ = """Saved activations of reference.lstm_forward.
+class ReferenceCache(NamedTuple):
+    """Saved activations of reference.lstm_forward.
 
-x (T,B,I), w_ih (4H,I), w_hh (4H,H): the float64 inputs; h, c (T+1,B,H): states, slot 0 = h0/c0;
-gates (T,B,4H): post-activation i, f, g, o; active (T,B,1): step t of sequence b lies within its
-length; dtype: the caller's dtype, used for the results."""
+    x (T,B,I), w_ih (4H,I), w_hh (4H,H): the float64 inputs; h, c (T+1,B,H): states, slot 0 =
+    h0/c0; gates (T,B,4H): post-activation i, f, g, o; active (T,B,1): step t of sequence b
+    lies within its length; dtype: the caller's dtype, used for the results.
+    """
+
+    x: F64Array
+    w_ih: F64Array
+    w_hh: F64Array
+    has_bias: bool
+    h: F64Array
+    c: F64Array
+    gates: F64Array
+    active: NDArray[np.bool_]
+    dtype: np.dtype[Any]
 
 
-def sigmoid(z):
-    """1 / (1 + exp(-z)) without overflow: exp is only ever taken of a non-positive number."""
+def sigmoid(z: FloatArray) -> FloatArray:
+    """The logistic function 1 / (1 + exp(-z)), without overflow.
+
+    exp is only ever taken of a non-positive number.
+
+    Parameters
+    ----------
+    z : ndarray
+        Pre-activations, any shape.
+
+    Returns
+    -------
+    ndarray
+        sigmoid(z), with the shape and float dtype of z.
+    """
     e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    result: FloatArray = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return result
 
 
-def _as64(a):
+def _as64(a: ArrayLike) -> F64Array:
     return np.asarray(a, dtype=np.float64)
 
 
-def _sizes(x, w_ih, w_hh):
+def _sizes(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike) -> tuple[int, int, int, int]:
     x = np.asarray(x)
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D (T, B, I), got shape {x.shape}")
@@ -55,7 +106,7 @@ def _sizes(x, w_ih, w_hh):
     return x.shape[0], x.shape[1], input_size, hidden
 
 
-def _state(s, batch, hidden):
+def _state(s: ArrayLike | None, batch: int, hidden: int) -> F64Array:
     if s is None:
         return np.zeros((batch, hidden))
     s = _as64(s)
@@ -64,19 +115,20 @@ def _state(s, batch, hidden):
     return s
 
 
-def _active(lengths, T, B):
+def _active(lengths: ArrayLike | None, T: int, B: int) -> NDArray[np.bool_]:
     """(T, B, 1) bool: True where step t is inside sequence b (t < lengths[b])."""
     if lengths is None:
         return np.ones((T, B, 1), dtype=bool)
-    lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
-        raise ValueError(f"lengths must be integers of shape {(B,)}, got {lengths.dtype} {lengths.shape}")
-    if B and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths must lie in [0, T={T}], got {lengths.min()}..{lengths.max()}")
-    return (np.arange(T)[:, None] < lengths[None, :])[:, :, None]
+    array = np.asarray(lengths)
+    if array.shape != (B,) or array.dtype.kind not in "iu":
+        raise ValueError(
+            f"lengths must be integers of shape {(B,)}, got {array.dtype} {array.shape}")
+    if B and (array.min() < 0 or array.max() > T):
+        raise ValueError(f"lengths must lie in [0, T={T}], got {array.min()}..{array.max()}")
+    return (np.arange(T)[:, None] < array[None, :])[:, :, None]
 
 
-def _gates(z, hidden):
+def _gates(z: F64Array, hidden: int) -> F64Array:
     """Pre-activations (B, 4H) -> activated gates (B, 4H) in order i, f, g, o."""
     a = np.empty_like(z)
     a[:, : 2 * hidden] = sigmoid(z[:, : 2 * hidden])
@@ -85,7 +137,8 @@ def _gates(z, hidden):
     return a
 
 
-def _step(x_t, h_prev, c_prev, w_ih, w_hh, bias, hidden):
+def _step(x_t: F64Array, h_prev: F64Array, c_prev: F64Array, w_ih: F64Array, w_hh: F64Array,
+          bias: F64Array, hidden: int) -> tuple[F64Array, F64Array, F64Array]:
     """One LSTM step in float64; returns (h_t, c_t, gates)."""
     z = x_t @ w_ih.T + h_prev @ w_hh.T + bias
     gates = _gates(z, hidden)
@@ -95,17 +148,56 @@ def _step(x_t, h_prev, c_prev, w_ih, w_hh, bias, hidden):
     return h_t, c_t, gates
 
 
-def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None):
-    """Run an LSTM over a whole sequence.
+def lstm_forward(
+    x: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    bias: ArrayLike | None = None,
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, ReferenceCache | None]:
+    """Run an LSTM over a whole sequence (the numpy twin of lstm_core.lstm_forward).
 
-    x (T,B,I) -> y (T,B,H), h_n (B,H), c_n (B,H), cache (None when training=False).
-    lengths (B,) integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence b's
-    state unchanged and output zeros, so h_n, c_n are each sequence's state at its own length.
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : array_like, shape (4H, I)
+        Input weights, gate order i, f, g, o.
+    w_hh : array_like, shape (4H, H)
+        Recurrent weights.
+    bias : array_like, shape (4H,), optional
+        b_ih + b_hh; None for no bias.
+    h0, c0 : array_like, shape (B, H), optional
+        Initial states; None for zeros.
+    training : bool, default True
+        Keep the activations backward needs (the returned cache).
+    lengths : array_like of int, shape (B,), optional
+        Integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence b's
+        state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
+        length.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n, c_n : ndarray, shape (B, H)
+        The final states.
+    cache : ReferenceCache or None
+        What lstm_backward needs; None when training is False.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or lengths out of range.
     """
     T, B, _, H = _sizes(x, w_ih, w_hh)
     active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
-    x, w_ih, w_hh = _as64(x), _as64(w_ih), _as64(w_hh)
+    x64, w_ih64, w_hh64 = _as64(x), _as64(w_ih), _as64(w_hh)
     b = np.zeros(4 * H) if bias is None else _as64(bias)
     h = np.empty((T + 1, B, H))
     c = np.empty((T + 1, B, H))
@@ -113,28 +205,53 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     gates = np.empty((T, B, 4 * H))
     h[0], c[0] = _state(h0, B, H), _state(c0, B, H)
     for t in range(T):
-        h_t, c_t, gates[t] = _step(x[t], h[t], c[t], w_ih, w_hh, b, H)
+        h_t, c_t, gates[t] = _step(x64[t], h[t], c[t], w_ih64, w_hh64, b, H)
         # Past its length a sequence keeps its state and outputs zeros.
         h[t + 1] = np.where(active[t], h_t, h[t])
         c[t + 1] = np.where(active[t], c_t, c[t])
         y[t] = np.where(active[t], h_t, 0.0)
     cache = None
     if training:
-        cache = ReferenceCache(x, w_ih, w_hh, bias is not None, h, c, gates, active, dtype)
+        cache = ReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, c, gates, active, dtype)
     return y.astype(dtype), h[T].astype(dtype), c[T].astype(dtype), cache
 
 
-def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
-    """Gradients of a loss L given dL/dy (T,B,H), dL/dh_n and dL/dc_n (B,H); None means zero.
+def lstm_backward(
+    cache: ReferenceCache,
+    dy: ArrayLike | None = None,
+    dh_n: ArrayLike | None = None,
+    dc_n: ArrayLike | None = None,
+) -> LSTMGrads:
+    """Gradients of a loss L through one training-mode lstm_forward call.
 
     Backpropagation through time, one step at a time from t = T-1 down to 0.
+
+    Parameters
+    ----------
+    cache : ReferenceCache
+        From reference.lstm_forward(..., training=True).
+    dy : array_like, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n, dc_n : array_like, shape (B, H), optional
+        dL/dh_n and dL/dc_n; None means zero.
+
+    Returns
+    -------
+    LSTMGrads
+        (dx, dw_ih, dw_hh, dbias, dh0, dc0) in the forward's dtype; dbias is None when the
+        forward had no bias.
+
+    Raises
+    ------
+    ValueError
+        For a gradient of the wrong shape.
     """
     x, w_ih, w_hh, h, c, gates = cache.x, cache.w_ih, cache.w_hh, cache.h, cache.c, cache.gates
     T, B, I = x.shape
     H = w_hh.shape[1]
-    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
-    if dy.shape != (T, B, H):
-        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
+    dy64 = np.zeros((T, B, H)) if dy is None else _as64(dy)
+    if dy64.shape != (T, B, H):
+        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy64.shape}")
     dh = _state(dh_n, B, H).copy()  # dL/dh_t, flowing backwards
     dc = _state(dc_n, B, H).copy()  # dL/dc_t, flowing backwards
     dz = np.empty((T, B, 4 * H))
@@ -144,7 +261,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         on = cache.active[t]
         i, f, g, o = np.split(gates[t], 4, axis=1)
         tanh_c = np.tanh(np.where(on, c[t + 1], 0.0))  # c[t+1] is c_t on active rows
-        dh_t = dh + np.where(on, dy[t], 0.0)
+        dh_t = dh + np.where(on, dy64[t], 0.0)
         dc_t = dc + dh_t * o * (1.0 - tanh_c**2)
         dz[t] = np.where(
             on,
@@ -177,16 +294,47 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     )
 
 
-def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
-    """One inference step: x_t (B,I), h, c (B,H) -> h1, c1 (B,H)."""
-    x_t = np.asarray(x_t)
-    if x_t.ndim != 2:
-        raise ValueError(f"x_t must be 2-D (B, I), got shape {x_t.shape}")
-    _, B, _, H = _sizes(x_t[None], w_ih, w_hh)
-    dtype = np.result_type(x_t, h, c, w_ih, w_hh)
+def lstm_cell(
+    x_t: ArrayLike,
+    h: ArrayLike,
+    c: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    bias: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """One inference step of an LSTM (the numpy twin of lstm_core.lstm_cell).
+
+    Parameters
+    ----------
+    x_t : array_like, shape (B, I)
+        The input of this step.
+    h, c : array_like, shape (B, H)
+        The states before the step.
+    w_ih : array_like, shape (4H, I)
+        Input weights, gate order i, f, g, o.
+    w_hh : array_like, shape (4H, H)
+        Recurrent weights.
+    bias : array_like, shape (4H,), optional
+        b_ih + b_hh; None for no bias.
+
+    Returns
+    -------
+    h1, c1 : ndarray, shape (B, H)
+        The states after the step.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes.
+    """
+    x_arr = np.asarray(x_t)
+    if x_arr.ndim != 2:
+        raise ValueError(f"x_t must be 2-D (B, I), got shape {x_arr.shape}")
+    _, B, _, H = _sizes(x_arr[None], w_ih, w_hh)
+    dtype = np.result_type(x_arr, h, c, w_ih, w_hh)
     b = np.zeros(4 * H) if bias is None else _as64(bias)
     h1, c1, _ = _step(
-        _as64(x_t), _state(h, B, H), _state(c, B, H), _as64(w_ih), _as64(w_hh), b, H
+        _as64(x_arr), _state(h, B, H), _state(c, B, H), _as64(w_ih), _as64(w_hh), b, H
     )
     return h1.astype(dtype), c1.astype(dtype)
 
@@ -203,27 +351,93 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
 #         n = tanh(x_t @ w_in.T + b_in + r * (h_prev @ w_hn.T + b_hn))
 #         h_t = (1 - z) * n + z * h_prev
 
-RNNGrads = namedtuple("RNNGrads", ["dx", "dw_ih", "dw_hh", "dbias", "dh0"])
-RNNGrads.__doc__ = """Gradients of rnn_backward; dbias is None when the forward had no bias."""
+class RNNGrads(NamedTuple):
+    """Gradients of rnn_backward; dbias is None when the forward had no bias.
 
-GRUGrads = namedtuple("GRUGrads", ["dx", "dw_ih", "dw_hh", "db_ih", "db_hh", "dh0"])
-GRUGrads.__doc__ = """Gradients of gru_backward; db_ih / db_hh is None when that bias was None."""
+    Attributes
+    ----------
+    dx : ndarray, shape (T, B, I)
+        Gradient of the loss with respect to x.
+    dw_ih : ndarray, shape (H, I)
+        Gradient with respect to w_ih.
+    dw_hh : ndarray, shape (H, H)
+        Gradient with respect to w_hh.
+    dbias : ndarray, shape (H,), or None
+        Gradient with respect to the bias (also that of b_ih and of b_hh); None when the
+        forward had no bias.
+    dh0 : ndarray, shape (B, H)
+        Gradient with respect to the initial state h0.
+    """
 
-RNNReferenceCache = namedtuple(
-    "RNNReferenceCache", ["x", "w_ih", "w_hh", "has_bias", "h", "active", "dtype"]
-)
-RNNReferenceCache.__doc__ = """Saved activations of reference.rnn_forward: h (T+1,B,H), slot 0 =
-h0, h[t+1] = h_t on active steps (the carried state elsewhere); the rest as ReferenceCache."""
-
-GRUReferenceCache = namedtuple(
-    "GRUReferenceCache",
-    ["x", "w_ih", "w_hh", "has_b_ih", "has_b_hh", "h", "gates", "hn", "active", "dtype"],
-)
-GRUReferenceCache.__doc__ = """Saved activations of reference.gru_forward: h (T+1,B,H);
-gates (T,B,3H) post-activation r, z, n; hn (T,B,H) = h_prev @ w_hn.T + b_hn."""
+    dx: FloatArray
+    dw_ih: FloatArray
+    dw_hh: FloatArray
+    dbias: FloatArray | None
+    dh0: FloatArray
 
 
-def _cell_sizes(x, w_ih, w_hh, gates):
+class GRUGrads(NamedTuple):
+    """Gradients of gru_backward; db_ih / db_hh is None when that bias was None.
+
+    Attributes
+    ----------
+    dx : ndarray, shape (T, B, I)
+        Gradient of the loss with respect to x.
+    dw_ih : ndarray, shape (3H, I)
+        Gradient with respect to w_ih.
+    dw_hh : ndarray, shape (3H, H)
+        Gradient with respect to w_hh.
+    db_ih, db_hh : ndarray, shape (3H,), or None
+        Gradients with respect to b_ih and b_hh; None for a bias the forward did not have.
+    dh0 : ndarray, shape (B, H)
+        Gradient with respect to the initial state h0.
+    """
+
+    dx: FloatArray
+    dw_ih: FloatArray
+    dw_hh: FloatArray
+    db_ih: FloatArray | None
+    db_hh: FloatArray | None
+    dh0: FloatArray
+
+
+class RNNReferenceCache(NamedTuple):
+    """Saved activations of reference.rnn_forward.
+
+    h (T+1,B,H), slot 0 = h0, h[t+1] = h_t on active steps (the carried state elsewhere); the
+    rest as ReferenceCache.
+    """
+
+    x: F64Array
+    w_ih: F64Array
+    w_hh: F64Array
+    has_bias: bool
+    h: F64Array
+    active: NDArray[np.bool_]
+    dtype: np.dtype[Any]
+
+
+class GRUReferenceCache(NamedTuple):
+    """Saved activations of reference.gru_forward.
+
+    h (T+1,B,H); gates (T,B,3H) post-activation r, z, n; hn (T,B,H) = h_prev @ w_hn.T + b_hn;
+    the rest as ReferenceCache.
+    """
+
+    x: F64Array
+    w_ih: F64Array
+    w_hh: F64Array
+    has_b_ih: bool
+    has_b_hh: bool
+    h: F64Array
+    gates: F64Array
+    hn: F64Array
+    active: NDArray[np.bool_]
+    dtype: np.dtype[Any]
+
+
+def _cell_sizes(x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike,
+                gates: int) -> tuple[int, int, int, int]:
     """(T, B, I, H) of a cell whose weights stack `gates` blocks of H rows."""
     x = np.asarray(x)
     if x.ndim != 3:
@@ -237,11 +451,13 @@ def _cell_sizes(x, w_ih, w_hh, gates):
     return x.shape[0], x.shape[1], input_size, hidden
 
 
-def _bias(b, size):
+def _bias(b: ArrayLike | None, size: int) -> F64Array:
     return np.zeros(size) if b is None else _as64(b)
 
 
-def _weight_gradients(dgi, dgh, x, h, w_ih):
+def _weight_gradients(
+    dgi: F64Array, dgh: F64Array, x: F64Array, h: F64Array, w_ih: F64Array
+) -> tuple[F64Array, F64Array, F64Array, F64Array, F64Array]:
     """dx, dw_ih, dw_hh, and the bias gradients from dgi and dgh (T,B,G), the gradients of the
     input product x_t @ w_ih.T and of the recurrent product h_prev @ w_hh.T (the same array
     for the RNN)."""
@@ -255,48 +471,108 @@ def _weight_gradients(dgi, dgh, x, h, w_ih):
     return dx, dw_ih, dw_hh, rows_i.sum(axis=0), rows_h.sum(axis=0)
 
 
-def _output_gradients(cache, dy, dh_n):
+def _output_gradients(cache: RNNReferenceCache | GRUReferenceCache, dy: ArrayLike | None,
+                      dh_n: ArrayLike | None) -> tuple[F64Array, F64Array]:
     """dL/dy (T,B,H) and a fresh copy of dL/dh_n (B,H), the running dL/dh; None means zero."""
     T, B, _ = cache.x.shape
     H = cache.w_hh.shape[1]
-    dy = np.zeros((T, B, H)) if dy is None else _as64(dy)
-    if dy.shape != (T, B, H):
-        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy.shape}")
-    return dy, _state(dh_n, B, H).copy()
+    dy64 = np.zeros((T, B, H)) if dy is None else _as64(dy)
+    if dy64.shape != (T, B, H):
+        raise ValueError(f"dy must have shape {(T, B, H)}, got {dy64.shape}")
+    return dy64, _state(dh_n, B, H).copy()
 
 
-def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
-    """Run a vanilla (tanh) RNN over a whole sequence.
+def rnn_forward(
+    x: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    bias: ArrayLike | None = None,
+    h0: ArrayLike | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, RNNReferenceCache | None]:
+    """Run a vanilla (tanh) RNN over a whole sequence (the twin of lstm_core.rnn_forward).
 
-    x (T,B,I) -> y (T,B,H), h_n (B,H), cache (None when training=False); lengths as in
-    lstm_forward.
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : array_like, shape (H, I)
+        Input weights.
+    w_hh : array_like, shape (H, H)
+        Recurrent weights.
+    bias : array_like, shape (H,), optional
+        b_ih + b_hh; None for no bias.
+    h0 : array_like, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep the activations backward needs (the returned cache).
+    lengths : array_like of int, shape (B,), optional
+        As in lstm_forward.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : RNNReferenceCache or None
+        What rnn_backward needs; None when training is False.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or lengths out of range.
     """
     T, B, _, H = _cell_sizes(x, w_ih, w_hh, 1)
     active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
-    x, w_ih, w_hh, b = _as64(x), _as64(w_ih), _as64(w_hh), _bias(bias, H)
+    x64, w_ih64, w_hh64, b = _as64(x), _as64(w_ih), _as64(w_hh), _bias(bias, H)
     h = np.empty((T + 1, B, H))
     y = np.empty((T, B, H))
     h[0] = _state(h0, B, H)
     for t in range(T):
-        h_t = np.tanh(x[t] @ w_ih.T + h[t] @ w_hh.T + b)
+        h_t = np.tanh(x64[t] @ w_ih64.T + h[t] @ w_hh64.T + b)
         h[t + 1] = np.where(active[t], h_t, h[t])
         y[t] = np.where(active[t], h_t, 0.0)
     cache = None
     if training:
-        cache = RNNReferenceCache(x, w_ih, w_hh, bias is not None, h, active, dtype)
+        cache = RNNReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, active, dtype)
     return y.astype(dtype), h[T].astype(dtype), cache
 
 
-def rnn_backward(cache, dy=None, dh_n=None):
-    """Gradients of L given dL/dy (T,B,H) and dL/dh_n (B,H); None means zero."""
+def rnn_backward(
+    cache: RNNReferenceCache, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None
+) -> RNNGrads:
+    """Gradients of a loss L through one training-mode rnn_forward call.
+
+    Parameters
+    ----------
+    cache : RNNReferenceCache
+        From reference.rnn_forward(..., training=True).
+    dy : array_like, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : array_like, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    RNNGrads
+        (dx, dw_ih, dw_hh, dbias, dh0) in the forward's dtype.
+
+    Raises
+    ------
+    ValueError
+        For a gradient of the wrong shape.
+    """
     x, w_hh, h = cache.x, cache.w_hh, cache.h
-    dy, dh = _output_gradients(cache, dy, dh_n)
-    T, B, H = dy.shape
+    dy64, dh = _output_gradients(cache, dy, dh_n)
+    T, B, H = dy64.shape
     dz = np.empty((T, B, H))
     for t in reversed(range(T)):
         on = cache.active[t]  # past its length a sequence passes dh through untouched
-        dz[t] = np.where(on, (dh + dy[t]) * (1.0 - h[t + 1] ** 2), 0.0)  # through tanh
+        dz[t] = np.where(on, (dh + dy64[t]) * (1.0 - h[t + 1] ** 2), 0.0)  # through tanh
         dh = np.where(on, dz[t] @ w_hh, dh)
     dx, dw_ih, dw_hh, dbias, _ = _weight_gradients(dz, dz, x, h, cache.w_ih)
     out = cache.dtype
@@ -304,16 +580,54 @@ def rnn_backward(cache, dy=None, dh_n=None):
                     dbias.astype(out) if cache.has_bias else None, dh.astype(out))
 
 
-def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, lengths=None):
-    """Run a GRU over a whole sequence (gate order r, z, n).
+def gru_forward(
+    x: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: ArrayLike | None = None,
+    b_hh: ArrayLike | None = None,
+    h0: ArrayLike | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, GRUReferenceCache | None]:
+    """Run a GRU over a whole sequence, gate order r, z, n (the twin of lstm_core.gru_forward).
 
-    x (T,B,I) -> y (T,B,H), h_n (B,H), cache (None when training=False); lengths as in
-    lstm_forward.
+    Parameters
+    ----------
+    x : array_like, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : array_like, shape (3H, I)
+        Input weights.
+    w_hh : array_like, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : array_like, shape (3H,), optional
+        The two biases, kept apart (b_hn sits inside the reset product); None for none.
+    h0 : array_like, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep the activations backward needs (the returned cache).
+    lengths : array_like of int, shape (B,), optional
+        As in lstm_forward.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : GRUReferenceCache or None
+        What gru_backward needs; None when training is False.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or lengths out of range.
     """
     T, B, _, H = _cell_sizes(x, w_ih, w_hh, 3)
     active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
-    x, w_ih, w_hh = _as64(x), _as64(w_ih), _as64(w_hh)
+    x64, w_ih64, w_hh64 = _as64(x), _as64(w_ih), _as64(w_hh)
     bi, bh = _bias(b_ih, 3 * H), _bias(b_hh, 3 * H)
     h = np.empty((T + 1, B, H))
     y = np.empty((T, B, H))
@@ -321,8 +635,8 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     hn = np.zeros((T, B, H))
     h[0] = _state(h0, B, H)
     for t in range(T):
-        gi = x[t] @ w_ih.T + bi  # (B, 3H)
-        gh = h[t] @ w_hh.T + bh  # (B, 3H)
+        gi = x64[t] @ w_ih64.T + bi  # (B, 3H)
+        gh = h[t] @ w_hh64.T + bh  # (B, 3H)
         r = sigmoid(gi[:, :H] + gh[:, :H])
         z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
         n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
@@ -334,19 +648,40 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
         y[t] = np.where(on, h_t, 0.0)
     cache = None
     if training:
-        cache = GRUReferenceCache(x, w_ih, w_hh, b_ih is not None, b_hh is not None, h, gates,
-                                  hn, active, dtype)
+        cache = GRUReferenceCache(x64, w_ih64, w_hh64, b_ih is not None, b_hh is not None, h,
+                                  gates, hn, active, dtype)
     return y.astype(dtype), h[T].astype(dtype), cache
 
 
-def gru_backward(cache, dy=None, dh_n=None):
-    """Gradients of L given dL/dy (T,B,H) and dL/dh_n (B,H); None means zero.
+def gru_backward(
+    cache: GRUReferenceCache, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None
+) -> GRUGrads:
+    """Gradients of a loss L through one training-mode gru_forward call.
 
     The input product gi and the recurrent product gh get different gradients in their n
     block only: dgi_n = dn, dgh_n = dn * r (r multiplies h_prev @ w_hn.T + b_hn).
+
+    Parameters
+    ----------
+    cache : GRUReferenceCache
+        From reference.gru_forward(..., training=True).
+    dy : array_like, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : array_like, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    GRUGrads
+        (dx, dw_ih, dw_hh, db_ih, db_hh, dh0) in the forward's dtype.
+
+    Raises
+    ------
+    ValueError
+        For a gradient of the wrong shape.
     """
     x, w_hh, h = cache.x, cache.w_hh, cache.h
-    dy, dh = _output_gradients(cache, dy, dh_n)
+    dy64, dh = _output_gradients(cache, dy, dh_n)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dgi = np.zeros((T, B, 3 * H))
@@ -354,7 +689,7 @@ def gru_backward(cache, dy=None, dh_n=None):
     for t in reversed(range(T)):
         on = cache.active[t]
         r, z, n = np.split(cache.gates[t], 3, axis=1)
-        dh_t = dh + dy[t]
+        dh_t = dh + dy64[t]
         dn = dh_t * (1.0 - z) * (1.0 - n**2)  # h_t = (1-z) n + z h_prev; n = tanh(.)
         dz = dh_t * (h[t] - n) * z * (1.0 - z)  # z = sigmoid(.)
         dr = dn * cache.hn[t] * r * (1.0 - r)  # r = sigmoid(.), inside n's r * hn

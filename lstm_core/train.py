@@ -13,47 +13,64 @@ steps are left out of the loss.  Float data is cast to the model's dtype.
 """
 
 import sys
+from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
+from lstm_core._typing import FloatArray, IntArray
 from lstm_core.layers import LSTM, SequenceModel, check_lengths
-from lstm_core.losses import get_loss
-from lstm_core.optim import Adam, clip_grad_norm
+from lstm_core.losses import LossFunction, get_loss
+from lstm_core.optim import Adam, Optimizer, clip_grad_norm
+
+#: (x, y, lengths) of one batch, in the model's layout.
+_Batch = tuple[FloatArray, NDArray[Any] | None, NDArray[np.int64] | None]
 
 
-class History(dict):
-    """Metric name -> list of one value per epoch: "loss" (the mean over the epoch's counted
-    targets, padding steps excluded, each batch's loss as it was trained), "val_loss",
-    "accuracy" and "val_accuracy" (integer labels), "lr" (the learning rate at the start of
-    the epoch).  Attributes: best_epoch (0-based, the epoch early stopping judged best, or
-    None without patience), stopped_early (bool)."""
+class History(dict[str, list[float]]):
+    """What fit returns: metric name -> list of one value per epoch.
 
-    best_epoch = None
-    stopped_early = False
+    The metrics are "loss" (the mean over the epoch's counted targets, padding steps
+    excluded, each batch's loss as it was trained), "val_loss", "accuracy" and
+    "val_accuracy" (integer labels), "lr" (the learning rate at the start of the epoch).
+
+    Attributes
+    ----------
+    best_epoch : int or None
+        0-based, the epoch early stopping judged best, or None without patience.
+    stopped_early : bool
+        Whether early stopping ended the training.
+    """
+
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
 
 class _Data:
     """One dataset: x, targets and lengths in the model's layout, sliced by sequence."""
 
-    def __init__(self, model, x, y, lengths=None, name="x"):
+    def __init__(self, model: SequenceModel, x: ArrayLike, y: ArrayLike | None,
+                 lengths: ArrayLike | None = None, name: str = "x") -> None:
         x = np.asarray(x)
         if x.dtype.kind != "f":
             raise TypeError(f"{name} must hold floats, got dtype {x.dtype}")
         if x.ndim != 3:
             layout = "(N, T, I)" if model.batch_first else "(T, N, I)"
             raise ValueError(f"{name} must be 3-D {layout}, got shape {x.shape}")
-        self.x = x.astype(model.dtype, copy=False)
+        self.x: FloatArray = x.astype(model.dtype, copy=False)
         self.batch_axis = 0 if model.batch_first else 1
         self.time_axis = 1 - self.batch_axis
-        self.size = x.shape[self.batch_axis]
-        self.steps = x.shape[self.time_axis]
+        self.size: int = x.shape[self.batch_axis]
+        self.steps: int = x.shape[self.time_axis]
         self.per_step = model.output == "all"
-        self.y = None
+        self.y: NDArray[Any] | None = None
         if y is not None:
             y = np.asarray(y)
             if y.dtype.kind == "f":
                 y = y.astype(model.dtype, copy=False)
             self.y_batch_axis = self.batch_axis if self.per_step else 0
+            lead: tuple[int, ...]
             if self.per_step:
                 lead = (self.steps, self.size) if self.batch_axis else (self.size, self.steps)
                 what = "(T, N)" if self.batch_axis else "(N, T)"
@@ -65,14 +82,15 @@ class _Data:
             self.y = y
         self.lengths = check_lengths(lengths, self.steps, self.size)
 
-    def batch(self, index):
+    def batch(self, index: IntArray) -> _Batch:
         """(x, y, lengths) of the sequences in index."""
         x = np.take(self.x, index, axis=self.batch_axis)
         y = None if self.y is None else np.take(self.y, index, axis=self.y_batch_axis)
         lengths = None if self.lengths is None else self.lengths[index]
         return x, y, lengths
 
-    def chunk(self, x, y, lengths, start, stop):
+    def chunk(self, x: FloatArray, y: NDArray[Any] | None, lengths: NDArray[np.int64] | None,
+              start: int, stop: int) -> _Batch:
         """Steps [start, stop) of a batch, for truncated BPTT; lengths clipped to the chunk."""
         steps = [slice(None)] * 3
         steps[self.time_axis] = slice(start, stop)
@@ -81,7 +99,8 @@ class _Data:
             lengths = np.clip(lengths - start, 0, stop - start)
         return x[tuple(steps)], (None if y is None else y[y_steps]), lengths
 
-    def loss_mask(self, lengths, steps, target_ndim):
+    def loss_mask(self, lengths: NDArray[np.int64] | None, steps: int,
+                  target_ndim: int) -> NDArray[np.bool_] | None:
         """Which targets count: None, or for per-step targets a mask of the valid steps,
         (T, N) or (N, T) with trailing axes to broadcast against the targets."""
         if lengths is None or not self.per_step:
@@ -92,7 +111,7 @@ class _Data:
         return valid.reshape(valid.shape + (1,) * (target_ndim - 2))
 
 
-def _check_model(model):
+def _check_model(model: object) -> None:
     if not isinstance(model, SequenceModel):
         raise TypeError(
             "model must be an lstm_core.SequenceModel (recurrent stack + head), "
@@ -100,22 +119,23 @@ def _check_model(model):
         )
 
 
-def _state_arrays(state):
+def _state_arrays(state: Any) -> list[FloatArray]:
     """The arrays of a recurrent state: (h, c) of an LSTM, or the h of a GRU or RNN."""
     return list(state) if isinstance(state, tuple) else [state]
 
 
-def _state_like(arrays, model):
+def _state_like(arrays: Sequence[FloatArray], model: SequenceModel) -> Any:
     """A state of model's recurrent stack from its arrays (the inverse of _state_arrays)."""
     return tuple(arrays) if isinstance(model.lstm, LSTM) else arrays[0]
 
 
-def _batches(size, batch_size, rng=None):
+def _batches(size: int, batch_size: int,
+             rng: np.random.Generator | None = None) -> list[IntArray]:
     order = np.arange(size) if rng is None else rng.permutation(size)
     return [order[i:i + batch_size] for i in range(0, size, batch_size)]
 
 
-def _positive(value, name):
+def _positive(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
@@ -125,8 +145,9 @@ class _Progress:
     """A progress display: tqdm when installed (a bar over all batches), else one plain line
     per epoch on stderr; mode False shows nothing, "plain" forces the plain lines."""
 
-    def __init__(self, mode, total, epochs):
-        self.bar, self.plain, self.epochs = None, mode == "plain", epochs
+    def __init__(self, mode: bool | str, total: int, epochs: int) -> None:
+        self.bar: Any = None
+        self.plain, self.epochs = mode == "plain", epochs
         if mode is True:
             try:
                 from tqdm import tqdm  # optional dependency, imported only when used
@@ -135,23 +156,24 @@ class _Progress:
             else:
                 self.bar = tqdm(total=total, unit="batch", leave=False)
 
-    def batch_done(self):
+    def batch_done(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
 
-    def epoch_done(self, epoch, metrics):
+    def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
         text = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         if self.bar is not None:
             self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs} {text}")
         elif self.plain:
             print(f"epoch {epoch + 1}/{self.epochs} {text}", file=sys.stderr, flush=True)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
-def _hits(out, labels, mask):
+def _hits(out: FloatArray, labels: NDArray[Any],
+          mask: NDArray[np.bool_] | None) -> tuple[float, float]:
     """(correct predictions, counted targets) of logits out against integer labels."""
     hits = (out.argmax(axis=-1) == labels).astype(np.float64)
     counted = np.ones_like(hits) if mask is None else np.broadcast_to(mask, hits.shape)
@@ -163,13 +185,16 @@ class _Totals:
     (valid steps times sequences for per-step targets), and the hits and counts behind the
     accuracy."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.loss = self.weight = self.hits = self.counted = 0.0
 
 
-def _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm, hx=None):
+def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimizer,
+                data: _Data, batch: _Batch, totals: _Totals, clip_norm: float | None,
+                hx: Any = None) -> Any:
     """One forward, backward and update on batch (x, y, lengths); returns the final state."""
-    x, y, lengths = batch
+    x, targets, lengths = batch
+    y = cast(NDArray[Any], targets)  # fit's data always has targets
     model.zero_grad()
     out, state = model(x, hx, lengths, return_state=True)
     mask = data.loss_mask(lengths, x.shape[data.time_axis], y.ndim)
@@ -194,23 +219,83 @@ def _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm, hx=No
     return state
 
 
-def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, lengths=None,
-        validation_data=None, shuffle=True, seed=None, patience=None, min_delta=0.0,
-        restore_best=True, clip_norm=None, tbptt=None, progress=True):
-    """Train `model` on (x, y) with mini-batches; returns a History.
+def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFunction = "mse",
+        optimizer: Optimizer | None = None, epochs: int = 10, batch_size: int = 32,
+        lengths: ArrayLike | None = None, validation_data: Sequence[Any] | None = None,
+        shuffle: bool = True, seed: int | None = None, patience: int | None = None,
+        min_delta: float = 0.0, restore_best: bool = True, clip_norm: float | None = None,
+        tbptt: int | None = None, progress: bool | Literal["plain"] = True) -> History:
+    """Train `model` on (x, y) with mini-batches.
 
-    loss: "mse", "cross_entropy" or a callable (pred, target, mask) -> (loss, dpred).
-    optimizer: an lstm_core optimizer over model.params (default Adam(lr=1e-3)).
-    shuffle: a new permutation of the sequences every epoch, from np.random.default_rng(seed).
-    validation_data: (x_val, y_val) or (x_val, y_val, lengths_val), evaluated after every epoch
-    in eval mode.  patience: stop after that many epochs without an improvement larger than
-    min_delta of val_loss (of loss without validation data); restore_best then puts back the
-    best epoch's parameters.  clip_norm: clip the global gradient norm before every update.
-    tbptt: truncated backpropagation through time for long series (output="all" only): each
-    batch is cut into chunks of tbptt steps, one update per chunk, the LSTM state carried from
-    chunk to chunk and gradients stopped at chunk borders.
-    progress: True (tqdm if installed, else plain lines on stderr), "plain", or False.
-    The model is left in training mode.
+    Data layout follows the model's stack: x is (T, N, I), or (N, T, I) when batch_first.
+    Float data is cast to the model's dtype.  The model is left in training mode.
+
+    Parameters
+    ----------
+    model : SequenceModel
+        The model to train, in place.
+    x : array_like
+        The input sequences, floats.
+    y : array_like
+        Targets: for output="last" one row per sequence, (N, O) for MSE or (N,) integer
+        labels for cross-entropy; for output="all" one per step, laid out like x.
+    loss : str or callable, default "mse"
+        "mse", "cross_entropy" or a callable (pred, target, mask) -> (loss, dpred).
+    optimizer : Optimizer, optional
+        An lstm_core optimizer over model.params (default Adam(lr=1e-3)).
+    epochs : int, default 10
+        The most passes over the data.
+    batch_size : int, default 32
+        Sequences per update.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length; padding steps are left out of the loss.
+    validation_data : tuple, optional
+        (x_val, y_val) or (x_val, y_val, lengths_val), evaluated after every epoch in eval
+        mode.
+    shuffle : bool, default True
+        A new permutation of the sequences every epoch, from np.random.default_rng(seed).
+    seed : int, optional
+        Seed of the shuffling.
+    patience : int, optional
+        Stop after that many epochs without an improvement larger than min_delta of
+        val_loss (of loss without validation data).
+    min_delta : float, default 0.0
+        The smallest improvement that counts.
+    restore_best : bool, default True
+        With patience, put back the best epoch's parameters at the end.
+    clip_norm : float, optional
+        Clip the global gradient norm before every update.
+    tbptt : int, optional
+        Truncated backpropagation through time for long series (output="all" only): each
+        batch is cut into chunks of tbptt steps, one update per chunk, the state carried
+        from chunk to chunk and gradients stopped at chunk borders.
+    progress : bool or "plain", default True
+        True (tqdm if installed, else plain lines on stderr), "plain", or False.
+
+    Returns
+    -------
+    History
+        The metrics of every epoch.
+
+    Raises
+    ------
+    TypeError
+        For a model that is not a SequenceModel, non-float x, or malformed validation_data.
+    ValueError
+        For wrong shapes, non-positive counts, an unknown loss or progress, or tbptt with
+        output="last".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import lstm_core as lc
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((10, 16, 2)).astype(np.float32)
+    >>> y = x.sum(axis=(0, 2))[:, None]
+    >>> model = lc.SequenceModel(lc.LSTM(2, 8, seed=0), lc.Linear(8, 1, seed=0))
+    >>> history = lc.fit(model, x, y, epochs=2, batch_size=8, progress=False)
+    >>> len(history["loss"])
+    2
     """
     _check_model(model)
     loss_fn = get_loss(loss)
@@ -229,11 +314,13 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError("validation_data must be (x_val, y_val) or (x_val, y_val, lengths)")
-        val = _Data(model, *validation_data, name="x_val")
+        val_lengths = validation_data[2] if len(validation_data) == 3 else None
+        val = _Data(model, validation_data[0], validation_data[1], val_lengths, name="x_val")
     optimizer = Adam(model.params) if optimizer is None else optimizer
     rng = np.random.default_rng(seed)
     history = History()
-    best, best_state, waited = np.inf, None, 0
+    best, waited = np.inf, 0
+    best_state: dict[str, FloatArray] | None = None
     batches_per_epoch = -(-data.size // batch_size)
     display = _Progress(progress, epochs * batches_per_epoch, epochs)
     model.train()
@@ -256,7 +343,9 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
             if totals.counted:
                 metrics["accuracy"] = totals.hits / totals.counted
             if val is not None:
-                for k, v in evaluate(model, val.x, val.y, loss=loss, lengths=val.lengths).items():
+                val_y = cast(NDArray[Any], val.y)  # validation_data always has targets
+                for k, v in evaluate(model, val.x, val_y, loss=loss,
+                                     lengths=val.lengths).items():
                     metrics["val_" + k] = v
             metrics["lr"] = lr
             for k, v in metrics.items():
@@ -281,14 +370,42 @@ def fit(model, x, y, *, loss="mse", optimizer=None, epochs=10, batch_size=32, le
     return history
 
 
-def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=False):
-    """The model's output for x in eval mode (no dropout, no caches); the model's mode is
-    restored afterwards.
+def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = None,
+            batch_size: int | None = None, hx: Any = None, return_state: bool = False) -> Any:
+    """The model's output for x in eval mode (no dropout, no caches).
 
-    batch_size: run that many sequences at a time (None: all at once).  hx (the stack's initial
-    state: (h0, c0) for an LSTM, h0 for a GRU or RNN) and return_state=True give stateful
+    The model's mode is restored afterwards.  hx and return_state=True give stateful
     inference: feed a long series chunk by chunk, passing the returned state as the next
     chunk's hx, and the outputs equal those of one call.
+
+    Parameters
+    ----------
+    model : SequenceModel
+        The model.
+    x : array_like
+        (T, N, I), or (N, T, I) when batch_first; floats.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length.
+    batch_size : int, optional
+        Run that many sequences at a time (None: all at once).
+    hx : optional
+        The stack's initial state: (h0, c0) for an LSTM, h0 for a GRU or RNN.
+    return_state : bool, default False
+        Also return the stack's final state.
+
+    Returns
+    -------
+    out : ndarray
+        The model's output for every sequence.
+    state : tuple of ndarray or ndarray
+        Only with return_state=True: the stack's final state.
+
+    Raises
+    ------
+    TypeError
+        For a model that is not a SequenceModel or non-float x.
+    ValueError
+        For wrong shapes or a non-positive batch_size.
     """
     _check_model(model)
     data = _Data(model, x, None, lengths)
@@ -297,8 +414,9 @@ def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=Fa
     batch_size = _positive(batch_size, "batch_size")
     was_training = model.training
     model.eval()
+    outs: list[FloatArray] = []
+    states: list[list[FloatArray]] = []
     try:
-        outs, states = [], []
         for index in _batches(data.size, batch_size) or [np.arange(0)]:  # N = 0: one empty batch
             xb, _, lb = data.batch(index)
             hb = None
@@ -317,17 +435,47 @@ def predict(model, x, *, lengths=None, batch_size=None, hx=None, return_state=Fa
     return out
 
 
-def evaluate(model, x, y, *, loss="mse", lengths=None, batch_size=None):
-    """{"loss": ...} of the model on (x, y) in eval mode, the mean over every counted target
-    (padding steps excluded); with integer labels also "accuracy"."""
+def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
+             loss: str | LossFunction = "mse", lengths: ArrayLike | None = None,
+             batch_size: int | None = None) -> dict[str, float]:
+    """The loss (and accuracy) of the model on (x, y) in eval mode.
+
+    Parameters
+    ----------
+    model : SequenceModel
+        The model.
+    x : array_like
+        (T, N, I), or (N, T, I) when batch_first; floats.
+    y : array_like
+        Targets, as fit takes them.
+    loss : str or callable, default "mse"
+        As fit's.
+    lengths : array_like of int, shape (N,), optional
+        Each sequence's length; padding steps are excluded.
+    batch_size : int, optional
+        Run that many sequences at a time (None: all at once).
+
+    Returns
+    -------
+    dict of str to float
+        {"loss": the mean over every counted target}, with integer labels also "accuracy".
+
+    Raises
+    ------
+    TypeError
+        For a model that is not a SequenceModel or non-float x.
+    ValueError
+        For wrong shapes or an unknown loss.
+    """
     _check_model(model)
     loss_fn = get_loss(loss)
     data = _Data(model, x, y, lengths)
     out = predict(model, data.x, lengths=data.lengths, batch_size=batch_size)
-    mask = data.loss_mask(data.lengths, data.steps, data.y.ndim)
-    value, _ = loss_fn(out, data.y, mask)
+    targets = cast(NDArray[Any], data.y)  # given: evaluate's y is required
+    mask = data.loss_mask(data.lengths, data.steps, targets.ndim)
+    value, _ = loss_fn(out, targets, mask)
     metrics = {"loss": value}
-    if data.y.dtype.kind in "iu":
-        hits, counted = _hits(out, data.y, mask)
+    if targets.dtype.kind in "iu":
+        hits, counted = _hits(out, targets, mask)
         metrics["accuracy"] = hits / max(1.0, counted)
     return metrics

@@ -8,7 +8,12 @@
 """
 
 
-def one_blas_thread():
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+
+def one_blas_thread() -> AbstractContextManager[Any]:
     """A context limiting the BLAS to one thread (threadpoolctl, when installed; otherwise no
     limit).  The demos' matrix products are small (H <= 64): on a shared 2-core machine they
     ran 3x faster on one thread than on two, which spent their time waiting for each other."""
@@ -17,10 +22,11 @@ def one_blas_thread():
     except ImportError:
         import contextlib
         return contextlib.nullcontext()
-    return threadpool_limits(1)
+    limits: AbstractContextManager[Any] = threadpool_limits(1)
+    return limits
 
 
-def markdown_table(header, rows):
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """Lines of a markdown table: header (names), rows (sequences of cells, str() each)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

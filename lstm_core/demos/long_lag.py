@@ -22,11 +22,16 @@ lc.RNN; otherwise they are reported as not available.
 import json
 import os
 import time
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 import lstm_core as lc
 from lstm_core.demos import one_blas_thread
+
+F32Array = NDArray[np.float32]
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 LAYER_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
@@ -34,7 +39,7 @@ SOLVED_MSE = 0.01
 SOLVED_ACCURACY = 0.99
 
 # name -> (kind, steps, size of the LSTM's hidden state, seconds of training per cell)
-TASKS = {
+TASKS: dict[str, tuple[str, int, int, int]] = {
     "adding50": ("adding", 50, 32, 45),
     "adding100": ("adding", 100, 32, 70),
     "adding200": ("adding", 200, 32, 100),
@@ -44,7 +49,8 @@ TASKS = {
 
 # ----------------------------------------------------------------------------- data
 
-def adding_problem(n, steps, rng):
+def adding_problem(n: int, steps: int,
+                   rng: np.random.Generator) -> tuple[F32Array, F32Array]:
     """x (n, steps, 2) float32, targets (n, 1) float32."""
     values = rng.uniform(0, 1, (n, steps))
     half = steps // 2
@@ -61,7 +67,8 @@ def adding_problem(n, steps, rng):
 COPY_SYMBOLS, COPY_LENGTH = 8, 5   # labels: 0 blank, 1..8 symbols; input channel 9: "go"
 
 
-def copy_memory(n, delay, rng):
+def copy_memory(n: int, delay: int,
+                rng: np.random.Generator) -> tuple[F32Array, NDArray[np.int64]]:
     """x (n, steps, 10) one-hot float32, labels (n, steps) int64, steps = delay + 2K."""
     K = COPY_LENGTH
     steps = delay + 2 * K
@@ -75,35 +82,39 @@ def copy_memory(n, delay, rng):
     return x, labels
 
 
-def make_data(task, n_train, n_val, n_test, seed):
+def make_data(task: str, n_train: int, n_val: int, n_test: int,
+              seed: int) -> list[tuple[F32Array, NDArray[Any]]]:
     kind, steps = TASKS[task][:2]
     make = adding_problem if kind == "adding" else copy_memory
-    return [make(n, steps, np.random.default_rng([seed, part]))
-            for part, n in enumerate((n_train, n_val, n_test))]
+    data: list[tuple[F32Array, NDArray[Any]]] = [
+        make(n, steps, np.random.default_rng([seed, part]))
+        for part, n in enumerate((n_train, n_val, n_test))]
+    return data
 
 
 # ----------------------------------------------------------------------------- models
 
-def available_cells():
+def available_cells() -> list[str]:
     return [cell for cell in GATES if hasattr(lc, LAYER_NAMES[cell])]
 
 
-def parameter_count(cell, input_size, hidden_size, output_size):
+def parameter_count(cell: str, input_size: int, hidden_size: int, output_size: int) -> int:
     """Parameters of cell (two bias vectors, torch's layout) plus a Linear head."""
     gates = GATES[cell]
     return (gates * hidden_size * (input_size + hidden_size + 2)
             + (hidden_size + 1) * output_size)
 
 
-def matched_hidden_size(cell, input_size, output_size, budget):
+def matched_hidden_size(cell: str, input_size: int, output_size: int, budget: int) -> int:
     """The hidden size whose model's parameter count is closest to budget."""
     return min(range(1, 4 * budget), key=lambda h: abs(
         parameter_count(cell, input_size, h, output_size) - budget))
 
 
-def build_model(cell, input_size, hidden_size, output_size, output, seed):
+def build_model(cell: str, input_size: int, hidden_size: int, output_size: int, output: str,
+                seed: int) -> lc.SequenceModel:
     layer_class = getattr(lc, LAYER_NAMES[cell])
-    options = {"batch_first": True, "seed": seed}
+    options: dict[str, Any] = {"batch_first": True, "seed": seed}
     if cell == "lstm":
         options["unit_forget_bias"] = True  # the usual LSTM start: remember by default
     layer = layer_class(input_size, hidden_size, **options)
@@ -113,14 +124,15 @@ def build_model(cell, input_size, hidden_size, output_size, output, seed):
 
 # ----------------------------------------------------------------------------- training
 
-def copy_recall_accuracy(model, x, labels):
+def copy_recall_accuracy(model: lc.SequenceModel, x: F32Array, labels: NDArray[Any]) -> float:
     """The share of replayed symbols (the last K steps) predicted right."""
     logits = lc.predict(model, x)                        # (n, steps, classes)
     return float((logits[:, -COPY_LENGTH:].argmax(-1) == labels[:, -COPY_LENGTH:]).mean())
 
 
-def run_task(task, cell, *, n_train=6400, n_val=500, n_test=2000, batch_size=64, lr=3e-3,
-             max_epochs=30, seed=0, time_limit=None):
+def run_task(task: str, cell: str, *, n_train: int = 6400, n_val: int = 500,
+             n_test: int = 2000, batch_size: int = 64, lr: float = 3e-3, max_epochs: int = 30,
+             seed: int = 0, time_limit: float | None = None) -> dict[str, Any]:
     """Train one cell on one task until solved, max_epochs or time_limit seconds.
 
     Returns a dict: hidden size, parameters, steps (updates) to solve or None, updates run,
@@ -139,7 +151,8 @@ def run_task(task, cell, *, n_train=6400, n_val=500, n_test=2000, batch_size=64,
     optimizer = lc.Adam(model.params, lr=lr)
     updates_per_epoch = -(-n_train // batch_size)
     started = time.perf_counter()
-    solved_at, curve = None, []
+    solved_at: int | None = None
+    curve: list[float] = []
     for epoch in range(max_epochs):
         # One epoch per call: the optimizer carries its state over, so this is one long fit
         # that can stop as soon as the task is solved.
@@ -157,7 +170,7 @@ def run_task(task, cell, *, n_train=6400, n_val=500, n_test=2000, batch_size=64,
             break
         if time_limit is not None and time.perf_counter() - started > time_limit:
             break
-    result = {
+    result: dict[str, Any] = {
         "task": task, "cell": cell, "steps": steps, "hidden_size": hidden,
         "parameters": int(sum(p.size for p in model.params.values())),
         "solved_at_update": solved_at, "updates": len(curve) * updates_per_epoch,
@@ -177,14 +190,16 @@ def run_task(task, cell, *, n_train=6400, n_val=500, n_test=2000, batch_size=64,
 
 # ----------------------------------------------------------------------------- gradients
 
-def hidden_gradient_norms(model, x, targets, distances):
+def hidden_gradient_norms(model: lc.SequenceModel, x: F32Array, targets: NDArray[Any],
+                          distances: Sequence[int] | NDArray[np.integer[Any]]
+                          ) -> NDArray[np.float64]:
     """Mean over the batch of ‖∂L/∂h_t‖ at t = T - d for each d in distances (adding task).
 
     ∂L/∂h_t is the gradient through h_t alone (the cell state c_t held fixed for an LSTM, as
     torch's h_t.grad): the net is rerun from step t with h_t (and c_t) as its initial state,
     and backward of the same loss gives it as the initial-state gradient.
     """
-    layer, head = model.lstm, model.head
+    layer, head = model.lstm, cast(lc.Linear, model.head)  # build_model's models have a head
     model.train()
     out = model(x)
     _, dout = lc.mse_loss(out, targets)
@@ -192,14 +207,14 @@ def hidden_gradient_norms(model, x, targets, distances):
     y, _ = layer(x)                                   # (B, T, H): h_1 .. h_T
     cells = lc.lstm_gates(layer)[0]["c"] if isinstance(layer, lc.LSTM) else None
     T = x.shape[1]
-    norms = []
+    norms: list[float] = []
     for d in distances:
         if d == 0:
             grad = dh_last
         else:
             t = T - d                                 # h_t is y[:, t - 1]; rerun steps t+1..T
             h_t = y[:, t - 1][None]
-            state = (h_t, cells[:, t - 1][None]) if cells is not None else h_t
+            state: Any = (h_t, cells[:, t - 1][None]) if cells is not None else h_t
             layer(np.ascontiguousarray(x[:, t:]), state)
             layer.backward(None, dh_last[None])
             grad = layer.dhx[0] if isinstance(layer.dhx, tuple) else layer.dhx
@@ -212,13 +227,13 @@ def hidden_gradient_norms(model, x, targets, distances):
 
 # ----------------------------------------------------------------------------- report
 
-def format_table(results):
+def format_table(results: Sequence[dict[str, Any]]) -> str:
     """The markdown table of a list of run_task results."""
     lines = ["| task | T | cell | hidden | params | solved at update | test metric | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         kind, steps = TASKS[r["task"]][:2]
-        T = steps if kind == "adding" else f"{steps}+{2 * COPY_LENGTH}"
+        T: int | str = steps if kind == "adding" else f"{steps}+{2 * COPY_LENGTH}"
         if r.get("unavailable"):
             lines.append(f"| {r['task']} | {T} | {r['cell']} | – | – | "
                          f"not run: lc.{LAYER_NAMES[r['cell']]} not in this build | – | – |")
@@ -240,7 +255,7 @@ README_START = "<!-- long-lag table: written by examples/long_lag.py, do not edi
 README_END = "<!-- end of long-lag table -->"
 
 
-def replace_readme_table(readme_path, table):
+def replace_readme_table(readme_path: str | os.PathLike[str], table: str) -> None:
     """Put table between the README's two markers (which must exist)."""
     with open(readme_path, encoding="utf-8") as f:
         text = f.read()
@@ -252,14 +267,16 @@ def replace_readme_table(readme_path, table):
         f.write(f"{head}{README_START}\n{table}\n{README_END}{tail}")
 
 
-SIZES = {  # quick: a smoke test of every code path, seconds in total
+SIZES: dict[str, dict[str, int]] = {  # quick: a smoke test of every code path, seconds in total
     "full": dict(n_train=6400, n_val=500, n_test=2000, max_epochs=200),
     "quick": dict(n_train=64, n_val=32, n_test=32, max_epochs=1),
 }
 
 
-def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, readme=None,
-         seed=0, verbose=True):
+def main(out_dir: str = "long_lag_results", *, quick: bool = False,
+         cells: list[str] | None = None, tasks: list[str] | None = None,
+         readme: str | os.PathLike[str] | None = None, seed: int = 0,
+         verbose: bool = True) -> list[dict[str, Any]]:
     """Run every task for every cell; write results.json, table.md and gradient_norms.png
     into out_dir (and the table into readme when given); return the results."""
     size = SIZES["quick" if quick else "full"]
@@ -271,7 +288,8 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
                          f"tasks {list(TASKS)}")
     os.makedirs(out_dir, exist_ok=True)
     present = available_cells()
-    results, models = [], {}
+    results: list[dict[str, Any]] = []
+    models: dict[tuple[str, str], lc.SequenceModel] = {}
     for task in tasks:
         for cell in cells:
             if cell not in present:
@@ -286,7 +304,7 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
                 print(format_table([r]).splitlines()[-1], flush=True)
 
     # Gradient norms of the trained models on the longest adding task that ran.
-    norms = {}
+    norms: dict[str, tuple[NDArray[Any], NDArray[np.float64]]] = {}
     adding = [t for t in tasks if TASKS[t][0] == "adding" and any(k[0] == t for k in models)]
     if adding:
         task = max(adding, key=lambda t: TASKS[t][1])
@@ -298,7 +316,8 @@ def main(out_dir="long_lag_results", *, quick=False, cells=None, tasks=None, rea
             if (task, cell) in models:
                 trained = models[task, cell]
                 # The same architecture and seed before training: where vanishing starts.
-                untrained = build_model(cell, 2, trained.head.in_features, 1, "last", seed)
+                head = cast(lc.Linear, trained.head)  # build_model's models have a head
+                untrained = build_model(cell, 2, head.in_features, 1, "last", seed)
                 for label, model in ((f"{cell} trained", trained), (f"{cell} init", untrained)):
                     with one_blas_thread():
                         norms[label] = (distances, hidden_gradient_norms(model, x_test, y_test,

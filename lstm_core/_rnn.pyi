@@ -1,0 +1,126 @@
+# Stub of the compiled module lstm_core._rnn (_rnn.pyx): the vanilla RNN's and the GRU's
+# Cython boundaries.
+
+from typing import Literal, final, overload
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from lstm_core._typing import FloatArray
+from lstm_core.reference import GRUGrads, RNNGrads
+
+@final
+class RNNCache:
+    @property
+    def x(self) -> FloatArray: ...
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def lengths(self) -> NDArray[np.intc] | None: ...
+    @property
+    def h(self) -> FloatArray: ...
+    @property
+    def has_bias(self) -> bool: ...
+    # Raises TypeError: only the forward function of the cell creates caches.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@final
+class GRUCache:
+    @property
+    def x(self) -> FloatArray: ...
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def lengths(self) -> NDArray[np.intc] | None: ...
+    @property
+    def gates(self) -> FloatArray: ...
+    @property
+    def hn(self) -> FloatArray: ...
+    @property
+    def h(self) -> FloatArray: ...
+    @property
+    def has_b_ih(self) -> bool: ...
+    @property
+    def has_b_hh(self) -> bool: ...
+    # Raises TypeError: only the forward function of the cell creates caches.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[True] = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, RNNCache]: ...
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[False],
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, None]: ...
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, RNNCache | None]: ...
+def rnn_backward(
+    cache: RNNCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
+) -> RNNGrads: ...
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[True] = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, GRUCache]: ...
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[False],
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, None]: ...
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, GRUCache | None]: ...
+def gru_backward(
+    cache: GRUCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
+) -> GRUGrads: ...

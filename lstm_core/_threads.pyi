@@ -1,0 +1,6 @@
+# Stub of the compiled module lstm_core._threads (_threads.pyx): the process-wide settings of
+# the kernels' time loops.  The private helper _usable_cpus is left out: nothing outside the
+# module calls it.
+
+def set_num_threads(n: int) -> None: ...
+def get_num_threads() -> int: ...
