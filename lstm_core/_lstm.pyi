@@ -81,3 +81,39 @@ def lstm_cell(
     w_hh: FloatArray,
     bias: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]: ...
+
+@final
+class PackedLSTM:
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def bias(self) -> FloatArray | None: ...
+    @property
+    def precision(self) -> str: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def hidden_size(self) -> int: ...
+    # Raises TypeError: only pack_lstm makes packed LSTMs.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+    def forward(
+        self,
+        x: FloatArray,
+        h0: FloatArray | None = None,
+        c0: FloatArray | None = None,
+        *,
+        lengths: ArrayLike | None = None,
+    ) -> tuple[FloatArray, FloatArray, FloatArray]: ...
+    def cell(
+        self, x_t: FloatArray, h: FloatArray, c: FloatArray
+    ) -> tuple[FloatArray, FloatArray]: ...
+
+def pack_lstm(
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    *,
+    precision: Literal["float32", "float64", "bfloat16", "int8"] = "float32",
+) -> PackedLSTM: ...
