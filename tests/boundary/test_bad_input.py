@@ -33,7 +33,7 @@ import pytest
 import lstm_core as lc
 from lstm_core import reference
 
-from lstm_problems import run_python as _run_python
+from lstm_problems import name_pattern, run_python as _run_python
 
 # Small sizes, all different so that a swapped dimension is always a wrong shape.
 T, B, I, H = 3, 2, 5, 4
@@ -132,11 +132,6 @@ class Case:
     shown: Optional[tuple] = None  # a shape the message must show (actual / expected)
     huge: bool = False  # sizes beyond memory: must fail before allocating (checked by tracemalloc)
     xfail: Optional[str] = None  # a known gap in the boundary: why this row fails today
-
-
-def name_pattern(name):
-    """The argument name as a whole word: 'h' must not match inside 'dh_n' or 'h0'."""
-    return rf"(?<![\w.]){re.escape(name)}(?!\w)"
 
 
 def _fwd_call(dtype=np.float64, **override):
@@ -628,7 +623,7 @@ def test_bad_input_raises(case):
 _SUBPROCESS_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))  # for lstm_problems (tests/ holds no lstm_core)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(sys.argv[1])))  # tests/: lstm_problems
     spec = importlib.util.spec_from_file_location("_bad_input_table", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

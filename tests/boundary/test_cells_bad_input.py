@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
-from test_bad_input import _run_python, name_pattern
+from lstm_problems import name_pattern, run_python as _run_python
 
 T, B, I, H = 3, 2, 5, 4  # all different: a swapped dimension is always a wrong shape
 
@@ -131,7 +131,7 @@ def run_table():
 _SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(sys.argv[1])))  # tests/: the shared helpers
     spec = importlib.util.spec_from_file_location("_cells_bad_input", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -1,128 +1,105 @@
-"""lc.LSTM against torch.nn.LSTM loaded from the same state_dict: outputs, final states, dx,
-dh0, dc0 and every parameter gradient.
+"""lc.LSTM, lc.GRU and lc.RNN against torch.nn.LSTM / GRU / RNN loaded from the same
+state_dict, as is: outputs, final states, dx, dh0 (dc0) and every parameter gradient, over
+num_layers 1-3, bidirectional, batch_first, both dtypes, packed sequences with unsorted lengths,
+unbatched input, eval mode and streaming step by step (tests/torch_twins.py runs both sides).
 
 Skipped only when torch is not installed.  Tolerances are tests/lstm_problems.py's
 (float32 5e-6, float64 1e-12, relative to max(1, largest magnitude)).  Measured worst errors on
-this grid, 3 layers included: float32 5.0e-7 (a parameter gradient; 1.2e-6 absolute), float64
-1.0e-15; with lengths (test_layers_lengths.py) 2.9e-7 and 7e-16.  Deeper stacks stay an order
-of magnitude inside the single-layer bounds, so no larger bound is needed.
+this grid, 3 layers included: float32 8.1e-7 (RNN bias gradients, a sum over T*B rows and two
+directions; the LSTM's 5.0e-7, a parameter gradient, 1.2e-6 absolute), float64 2.4e-15; with
+lengths (test_layers_lengths.py) 2.9e-7 and 7e-16.  Deeper stacks stay an order of magnitude
+inside the single-layer bounds, so no larger bound is needed.
 """
 
 import numpy as np
 import pytest
 
 import lstm_core as lc
+from cell_problems import CELLS
 from lstm_problems import assert_close
 
 torch = pytest.importorskip("torch")
 
-TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+from torch_twins import compare, torch_module, our_layer, twin_stacks  # noqa: E402
 
 
-def torch_module(I, H, layers, bidirectional, batch_first, dtype, seed):
-    """A torch.nn.LSTM with weights and two distinct non-zero biases drawn from U(-0.5, 0.5)."""
-    torch.manual_seed(seed)
-    module = torch.nn.LSTM(I, H, layers, batch_first=batch_first, bidirectional=bidirectional,
-                           dtype=TORCH_DTYPE[dtype])
-    with torch.no_grad():
-        for p in module.parameters():
-            p.uniform_(-0.5, 0.5)
-    return module
-
-
-def twin_stacks(T, B, I, H, layers, bidirectional, batch_first, dtype, seed):
-    """A torch.nn.LSTM, an lc.LSTM loaded from its state_dict as is, seeded input x in the
-    layout batch_first asks for, non-zero (h0, c0), and the generator for the rest."""
-    module = torch_module(I, H, layers, bidirectional, batch_first, dtype, seed)
-    lstm = lc.LSTM(I, H, layers, batch_first=batch_first, bidirectional=bidirectional,
-                   dtype=dtype)
-    lstm.load_state_dict(module.state_dict())  # torch tensors, loaded as is
-    assert list(lstm.params) == [k for k, _ in module.named_parameters()]
-    rng = np.random.default_rng(seed)
-    stacks = layers * (2 if bidirectional else 1)
-    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    hx = (rng.uniform(-0.9, 0.9, (stacks, B, H)), rng.standard_normal((stacks, B, H)))
-    return module, lstm, x, hx, rng
-
-
-def run_torch(module, x, hx, dy, dh_n, dc_n, dtype, lengths=None):
-    """y, h_n, c_n and the gradients of sum(y*dy) + sum(h_n*dh_n) + sum(c_n*dc_n)."""
-    tensor = lambda a: torch.tensor(a, dtype=TORCH_DTYPE[dtype], requires_grad=True)  # noqa
-    xt, h0, c0 = tensor(x), tensor(hx[0]), tensor(hx[1])
-    if lengths is None:
-        y, (h_n, c_n) = module(xt, (h0, c0))
-    else:
-        packed = torch.nn.utils.rnn.pack_padded_sequence(
-            xt, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=False)
-        out, (h_n, c_n) = module(packed, (h0, c0))
-        y, _ = torch.nn.utils.rnn.pad_packed_sequence(
-            out, batch_first=module.batch_first, total_length=x.shape[1 if module.batch_first else 0])
-    weight = lambda a: torch.from_numpy(a).to(TORCH_DTYPE[dtype])  # noqa
-    loss = (y * weight(dy)).sum() + (h_n * weight(dh_n)).sum() + (c_n * weight(dc_n)).sum()
-    loss.backward()
-    numpy = lambda t: t.detach().double().numpy()  # noqa
-    return {"y": numpy(y), "h_n": numpy(h_n), "c_n": numpy(c_n), "dx": numpy(xt.grad),
-            "dh0": numpy(h0.grad), "dc0": numpy(c0.grad),
-            "grads": {k: numpy(p.grad) for k, p in module.named_parameters()}}
-
-
-def compare(module, lstm, x, hx, dtype, rng, lengths=None):
-    """Run both on the same data; assert every quantity close; return the max errors."""
-    y, (h_n, c_n) = lstm(x.astype(dtype), tuple(s.astype(dtype) for s in hx), lengths)
-    dy = rng.standard_normal(y.shape)
-    dh_n, dc_n = rng.standard_normal(h_n.shape), rng.standard_normal(c_n.shape)
-    expected = run_torch(module, x, hx, dy, dh_n, dc_n, dtype, lengths)
-    lstm.zero_grad()
-    dx = lstm.backward(dy.astype(dtype), dh_n.astype(dtype), dc_n.astype(dtype))
-    actual = {"y": y, "h_n": h_n, "c_n": c_n, "dx": dx, "dh0": lstm.dhx[0], "dc0": lstm.dhx[1]}
-    actual.update({f"grad {k}": v for k, v in lstm.grads.items()})
-    expected.update({f"grad {k}": v for k, v in expected.pop("grads").items()})
-    assert set(actual) == set(expected)
-    for name, value in actual.items():
-        assert value.dtype == dtype, name
-        assert_close(value, expected[name], name)
-    return actual, expected
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tbi", "bti"])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_stack_matches_torch(layers, bidirectional, batch_first, dtype):
+@pytest.mark.parametrize("packed", [False, True], ids=["full", "packed"])
+def test_stack_matches_torch(packed, layers, bidirectional, batch_first, dtype, cell):
     T, B, I, H = 6, 3, 5, 4
     seed = 100 * layers + 10 * bidirectional + batch_first
-    module, lstm, x, hx, rng = twin_stacks(T, B, I, H, layers, bidirectional, batch_first,
-                                           dtype, seed)
-    actual, _ = compare(module, lstm, x, hx, dtype, rng)
+    module, layer, x, hx, rng = twin_stacks(cell.name, T, B, I, H, layers, bidirectional,
+                                            batch_first, dtype, seed)
+    lengths = [4, 6, 1] if packed else None  # unsorted
+    actual, _ = compare(module, layer, x, hx, dtype, rng, lengths)
     D = 2 if bidirectional else 1
     assert actual["y"].shape == ((B, T, D * H) if batch_first else (T, B, D * H))
+    assert actual["h_n"].shape == (layers * D, B, H)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-def test_unbatched_input_matches_torch(dtype):
+def test_unbatched_input_and_eval_mode(dtype, cell):
     T, I, H, layers = 5, 3, 4, 2
-    module = torch_module(I, H, layers, True, False, dtype, seed=7)
-    lstm = lc.LSTM(I, H, layers, bidirectional=True, dtype=dtype)
-    lstm.load_state_dict(module.state_dict())
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((T, I))
-    hx = (rng.uniform(-0.9, 0.9, (2 * layers, H)), rng.standard_normal((2 * layers, H)))
-    actual, _ = compare(module, lstm, x, hx, dtype, rng)
+    module, layer, x, hx, rng = twin_stacks(cell.name, T, None, I, H, layers, True, False,
+                                            dtype, seed=7)
+    actual, _ = compare(module, layer, x, hx, dtype, rng)
     assert actual["y"].shape == (T, 2 * H) and actual["h_n"].shape == (2 * layers, H)
+    state = tuple(s.astype(dtype) for s in hx) if cell.name == "lstm" else hx.astype(dtype)
+    y_eval, final_eval = layer.eval()(x.astype(dtype), state)  # inference kernels: no tape
+    np.testing.assert_array_equal(y_eval, actual["y"])  # the same bits
+    final_eval = final_eval if cell.name == "lstm" else (final_eval,)
+    for name, value in zip(("h_n", "c_n"), final_eval):
+        np.testing.assert_array_equal(value, actual[name], err_msg=name)
+    with pytest.raises(RuntimeError, match="training mode"):
+        layer.backward(np.zeros_like(y_eval))
 
 
-def test_step_matches_torch_over_a_sequence():
-    """Streaming through lc.LSTM.step, one step at a time, ends where torch does."""
+def test_step_matches_torch_over_a_sequence(cell):
+    """Streaming through the layer's step, one step at a time, ends where torch does."""
     T, B, I, H, layers = 8, 2, 3, 5, 2
-    module = torch_module(I, H, layers, False, False, np.float64, seed=3)
-    lstm = lc.LSTM(I, H, layers, dtype=np.float64)
-    lstm.load_state_dict(module.state_dict())
+    module = torch_module(cell.name, I, H, layers, False, False, np.float64, seed=3)
+    layer = our_layer(cell.name, module, np.float64)
     x = np.random.default_rng(3).standard_normal((T, B, I))
     with torch.no_grad():
-        y_t, (h_t, c_t) = module(torch.from_numpy(x))
+        y_t, final_t = module(torch.from_numpy(x))
     state = None
     for t in range(T):
-        y_step, state = lstm.step(x[t], state)
+        y_step, state = layer.step(x[t], state)
         assert_close(y_step, y_t[t].numpy(), f"y[{t}]")
-    assert_close(state[0], h_t.numpy(), "h")
-    assert_close(state[1], c_t.numpy(), "c")
+    if cell.name == "lstm":
+        assert_close(state[0], final_t[0].numpy(), "h")
+        assert_close(state[1], final_t[1].numpy(), "c")
+    else:
+        assert_close(state, final_t.numpy(), "h")
+    y1, state1 = layer.step(x[0, 0])  # unbatched
+    assert y1.shape == (H,)
+    for s in (state1 if cell.name == "lstm" else (state1,)):
+        assert s.shape == (layers, H)
+
+
+def test_rnn_supports_tanh_only():
+    assert lc.RNN(2, 3, nonlinearity="tanh").nonlinearity == "tanh"
+    with pytest.raises(ValueError, match=r"nonlinearity must be 'tanh'.*got 'relu'"):
+        lc.RNN(2, 3, nonlinearity="relu")
+
+
+@pytest.mark.parametrize("cell", [CELLS["gru"], CELLS["rnn"]], ids=["gru", "rnn"])
+def test_layer_interface(cell):
+    cls = cell.layer
+    layer = cls(3, 4, 2, bidirectional=True, bias=False, dtype=np.float64, seed=1)
+    assert sorted(layer.params) == sorted(
+        f"weight_{kind}_l{k}{s}" for kind in ("ih", "hh") for k in (0, 1) for s in ("", "_reverse"))
+    assert layer.params["weight_ih_l1"].shape == (cell.gates * 4, 8)
+    assert repr(layer).startswith(f"{cls.__name__}(input_size=3, hidden_size=4")
+    y, h_n = layer(np.ones((5, 2, 3)))
+    layer.backward(np.ones_like(y))
+    assert all(np.any(g) for g in layer.grads.values())
+    layer.zero_grad()
+    assert not any(np.any(g) for g in layer.grads.values())
+    with pytest.raises(ValueError, match=r"h0 must have shape .* = \(4, 2, 4\)"):
+        layer(np.ones((5, 2, 3)), np.zeros((2, 2, 4)))
+    with pytest.raises(ValueError, match="unidirectional"):
+        layer.step(np.ones(3))
+    with pytest.raises(TypeError, match="x has dtype float32"):
+        layer(np.ones((5, 2, 3), np.float32))
