@@ -24,14 +24,13 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.fixture
-def threads():
-    """Restores the thread count a test changes; lets loops use more threads than this
-    machine's CPUs (3 parts on 2 CPUs), which they otherwise never do."""
-    saved = lc.get_num_threads()
+def threads(num_threads):
+    """lc.set_num_threads, the count restored after the test (the conftest's num_threads);
+    lets loops use more threads than this machine's CPUs (3 parts on 2 CPUs), which they
+    otherwise never do."""
     _threads._allow_more_threads_than_cpus(True)
-    yield lc.set_num_threads
+    yield num_threads
     _threads._allow_more_threads_than_cpus(False)
-    lc.set_num_threads(saved)
 
 
 # the outputs of the forward alone (the backward's one-thread weight products are GEMMs)
@@ -58,13 +57,6 @@ SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (60, 5, 64, 100), (30, 16, 600, 96)
 # the two ways of splitting a loop (src/lstm_core.h, Threads); by rows needs 2 blocks of 8
 CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
          if split == "columns" or shape[1] >= 16]
-
-
-@pytest.fixture
-def split():
-    """Forces a way of splitting the loops, and restores the automatic choice."""
-    yield _threads._force_split
-    _threads._force_split(None)
 
 
 def parts_of(shape, itemsize):

@@ -67,13 +67,10 @@ THREADED = (16, 64, 128, 256)
 
 
 @pytest.fixture
-def blas_loops():
+def blas_loops(num_threads):
     """The time loops on one thread: their GEMMs are the BLAS's, whose thread count these
     tests vary (split loops use only the packed kernel, whose bits do not depend on it)."""
-    saved = lc.get_num_threads()
-    lc.set_num_threads(1)
-    yield
-    lc.set_num_threads(saved)
+    num_threads(1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
