@@ -1,15 +1,17 @@
 """The validating boundary of lstm_core: bad inputs raise, valid non-contiguous inputs work.
 
-Part 1 is a table of bad calls over lstm_forward, lstm_backward and lstm_cell.  Each case
+Part 1 is a table of bad calls over lstm_forward, lstm_backward, lstm_cell, the LSTM layer,
+and gru_forward / gru_backward / rnn_forward / rnn_backward.  Each case
 names the exception type (TypeError for "not an ndarray / wrong dtype / wrong cache",
 ValueError for "wrong ndim / wrong size", MemoryError for "more memory than exists") and the
 argument the message must name.  The table is run in-process (one pytest case per row) and once
 more, whole, in a fresh interpreter, so that a segfault in any row shows up as a failed exit
 code instead of killing the test run.
 
-The table has three parts: hand-written rows (build_cases), rows generated for every argument of
+The table has four parts: hand-written rows (build_cases), rows generated for every argument of
 every entry point from the declarative APIS list (ndim, each size, '>f4', bool, wrong layouts),
-and huge sizes made with zero strides (no memory used) that must fail before any allocation.
+huge sizes made with zero strides (no memory used) that must fail before any allocation, and
+hand-written rows of the GRU's and the RNN's forward and backward (prefixes "gru", "rnn").
 The layer lc.LSTM has its entries in APIS (prefixes "layer" and "layerbwd"); another layer
 joins the same way, with its call factory and argument shapes.
 
@@ -17,7 +19,9 @@ Part 2 checks that VALID inputs in unusual memory layouts (Fortran order, negati
 strided slices, misaligned views, read-only and broadcast arrays) are not errors and give
 the same results as the same call on contiguous copies.
 
-Helpers live in this file (no conftest.py); the subprocess imports this module by path.
+The table's helpers live in this file and tests/lstm_problems.py, tests/cell_problems.py (no
+fixtures: the subprocess imports this module by path).  The checks outside the table that hold
+for every cell take the conftest's `cell` fixture.
 """
 
 import json
