@@ -232,6 +232,9 @@ class _Spinner:
             time.sleep(0.001)
         self._interval = sys.getswitchinterval()
         sys.setswitchinterval(1000.0)
+        # A wait for the GIL the spinner began under the old interval (5 ms) may still ask the
+        # main thread to drop it: give the GIL away long enough for every such wait to end.
+        time.sleep(0.05)
         return self
 
     def __exit__(self, *exc):
