@@ -109,5 +109,8 @@ class CellProblem:
         spec = CELLS[self.cell]
         if twin:
             return spec.ref_backward(cache, dy, dh_n)
-        cast = lambda a: None if a is None else a if dtype is None else np.asarray(a, dtype)  # noqa
+
+        def cast(a):
+            return a if a is None or dtype is None else np.asarray(a, dtype)
+
         return spec.backward(cache, cast(dy), cast(dh_n))

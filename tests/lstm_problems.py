@@ -89,7 +89,10 @@ class Problem:
     def backward(self, cache, dy, dh_n, dc_n, dtype=None, twin=False):
         """lstm_backward (or the reference's) with the output gradients cast to dtype (None:
         as given)."""
-        cast = lambda a: None if a is None else a if dtype is None else np.asarray(a, dtype)  # noqa
+
+        def cast(a):
+            return a if a is None or dtype is None else np.asarray(a, dtype)
+
         if twin:
             return ref.lstm_backward(cache, dy, dh_n, dc_n)
         return lc.lstm_backward(cache, cast(dy), cast(dh_n), cast(dc_n))

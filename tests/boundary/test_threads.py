@@ -303,4 +303,5 @@ def test_gil_is_released_by_the_cell():
     big_list = rng.integers(0, 2**62, 200_000).tolist()
     with _Spinner() as spinner:
         assert_gil_held(spinner, lambda: sorted(big_list))
-        assert_gil_released(spinner, "lstm_cell", lambda: lc.lstm_cell(x_t, h, c, w_ih, w_hh, bias))
+        assert_gil_released(spinner, "lstm_cell",
+                            lambda: lc.lstm_cell(x_t, h, c, w_ih, w_hh, bias))

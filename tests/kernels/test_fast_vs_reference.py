@@ -12,7 +12,7 @@ import lstm_core as lc
 from lstm_core import _lstm
 from lstm_core import reference as ref
 
-from cell_problems import CellProblem
+from cell_problems import CELLS, CellProblem
 from lstm_problems import Problem, assert_close
 
 GRID = [
@@ -44,7 +44,7 @@ def check_backward(p, cache, ref_cache, output_grads, dtype):
     grads = p.backward(cache, *output_grads, dtype=dtype)
     expected = p.backward(ref_cache, *output_grads, twin=True)
     assert type(grads) is type(expected)
-    assert isinstance(grads, CELLS_GRADS[p.cell])
+    assert isinstance(grads, CELLS[p.cell].grads)
     for name, a, e in zip(grads._fields, grads, expected):
         if e is None:
             assert a is None, name
@@ -61,7 +61,7 @@ def check(p, dtype, output_grads, **kw):
     return outputs, cache
 
 
-def lstm_forward(p, dtype, training=True):
+def check_lstm_forward(p, dtype, training=True):
     """check_forward for the LSTM with training on or off (off: no cache to go backward)."""
     out = lc.lstm_forward(*p.args(dtype), training=training)
     expected = ref.lstm_forward(*p.args(np.float64))
@@ -69,9 +69,6 @@ def lstm_forward(p, dtype, training=True):
         assert a.dtype == dtype, name
         assert_close(a, e, name)
     return out[3], expected[3]
-
-
-CELLS_GRADS = {"lstm": lc.LSTMGrads, "gru": lc.GRUGrads, "rnn": lc.RNNGrads}
 
 
 @pytest.mark.parametrize("T,B,H", GRID, ids=[f"T{T}-B{B}-H{H}" for T, B, H in GRID])
@@ -205,7 +202,7 @@ def test_cache_arrays_are_read_only(T, B, I, H, dtype, cell):
 
 
 def test_gradient_namedtuples(cell):
-    assert cell.grads is CELLS_GRADS[cell.name]
+    assert cell.grads is getattr(lc, f"{cell.name.upper()}Grads")
     assert cell.grads._fields == {
         "lstm": ("dx", "dw_ih", "dw_hh", "dbias", "dh0", "dc0"),
         "gru": ("dx", "dw_ih", "dw_hh", "db_ih", "db_hh", "dh0"),
@@ -257,7 +254,7 @@ def test_small_one_task_calls_off_the_blas(training, dtype):
     T, B, I, H = 130, 3, 5, 6
     assert _lstm._projection_of(T, B, I, H, np.dtype(dtype).itemsize, 1) == "packed"
     p = Problem(T, B, I, H, seed=5)
-    cache, ref_cache = lstm_forward(p, dtype, training=training)
+    cache, ref_cache = check_lstm_forward(p, dtype, training=training)
     if training:
         check_backward(p, cache, ref_cache, p.output_grads, dtype)
 
