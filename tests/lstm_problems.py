@@ -3,10 +3,14 @@
 Imported by the tests as a plain module (pyproject puts tests/ on the path).
 """
 
+import re
 import subprocess
 import sys
 
 import numpy as np
+
+import lstm_core as lc
+from lstm_core import reference as ref
 
 # Largest error allowed between the compiled path and the float64 reference, relative to the
 # largest magnitude of the reference array (or 1 when that is smaller):
@@ -63,6 +67,35 @@ class Problem:
             cast(self.c0) if state else None,
         )
 
+    # The interface CellProblem shares (tests/cell_problems.py), for tests written once over cells.
+    cell = "lstm"
+    output_names = ("y", "h_n", "c_n")
+
+    @property
+    def output_grads(self):
+        """dy, dh_n, dc_n: the gradients lstm_backward takes after the cache."""
+        return self.dy, self.dh_n, self.dc_n
+
+    @property
+    def initial_state(self):
+        return self.h0, self.c0
+
+    def forward(self, dtype, twin=False, bias=True, state=True, **kw):
+        """lstm_forward (or, with twin, the float64 reference) on this problem in dtype:
+        y, h_n, c_n, cache."""
+        fn = ref.lstm_forward if twin else lc.lstm_forward
+        return fn(*self.args(np.float64 if twin else dtype, bias, state), **kw)
+
+    def backward(self, cache, dy, dh_n, dc_n, dtype=None, twin=False):
+        """lstm_backward (or the reference's) with the output gradients cast to dtype (None:
+        as given)."""
+
+        def cast(a):
+            return a if a is None or dtype is None else np.asarray(a, dtype)
+
+        if twin:
+            return ref.lstm_backward(cache, dy, dh_n, dc_n)
+        return lc.lstm_backward(cache, cast(dy), cast(dh_n), cast(dc_n))
 
 
 def run_python(script, *args, cwd, timeout, env=None):
@@ -74,3 +107,22 @@ def run_python(script, *args, cwd, timeout, env=None):
         [sys.executable, "-c", script, *args],
         capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env,
     )
+
+
+def numeric_gradient(f, a, eps=1e-6):
+    """Central differences of f with respect to every element of a (modified, then restored)."""
+    g = np.empty_like(a)
+    for idx in np.ndindex(a.shape):
+        saved = a[idx]
+        a[idx] = saved + eps
+        plus = f()
+        a[idx] = saved - eps
+        minus = f()
+        a[idx] = saved
+        g[idx] = (plus - minus) / (2 * eps)
+    return g
+
+
+def name_pattern(name):
+    """The argument name as a whole word: 'h' must not match inside 'dh_n' or 'h0'."""
+    return rf"(?<![\w.]){re.escape(name)}(?!\w)"

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).parent / "c" / "run.sh"
+SCRIPT = pathlib.Path(__file__).parents[1] / "c" / "run.sh"
 
 
 def test_c_drivers_agree_with_the_plain_c_path():

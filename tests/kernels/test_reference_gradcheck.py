@@ -1,32 +1,11 @@
-"""The reference backward against central finite differences of the reference forward."""
+"""The numpy twins (lstm_core.reference): each cell's backward against central finite
+differences of its forward; the LSTM twin's bias, one-step cell, sigmoid and lengths."""
 
 import numpy as np
 import pytest
 
 from lstm_core import reference as ref
-from lstm_problems import Problem
-
-
-def loss(p, x, w_ih, w_hh, bias, h0, c0, lengths=None):
-    """L = <dy, y> + <dh_n, h_n> + <dc_n, c_n>, whose gradient lstm_backward computes."""
-    y, h_n, c_n, _ = ref.lstm_forward(
-        x, w_ih, w_hh, bias, h0, c0, training=False, lengths=lengths
-    )
-    return np.sum(p.dy * y) + np.sum(p.dh_n * h_n) + np.sum(p.dc_n * c_n)
-
-
-def numeric_gradient(f, a, eps=1e-6):
-    """Central differences of f with respect to every element of a (modified, then restored)."""
-    g = np.empty_like(a)
-    for idx in np.ndindex(a.shape):
-        saved = a[idx]
-        a[idx] = saved + eps
-        plus = f()
-        a[idx] = saved - eps
-        minus = f()
-        a[idx] = saved
-        g[idx] = (plus - minus) / (2 * eps)
-    return g
+from lstm_problems import Problem, numeric_gradient
 
 
 @pytest.mark.parametrize(
@@ -39,16 +18,25 @@ def numeric_gradient(f, a, eps=1e-6):
         (5, 4, 3, 2, [5, 0, 2, 4]),  # variable lengths, an empty sequence among them
     ],
 )
-def test_reference_backward_matches_finite_differences(T, B, I, H, lengths):
-    p = Problem(T, B, I, H, seed=T * 100 + H)
+def test_reference_backward_matches_finite_differences(T, B, I, H, lengths, cell):
+    """The twin's backward against central differences of L = <dy, y> + <dh_n, h_n>
+    (+ <dc_n, c_n>), whose gradient <cell>_backward computes: relative error in the 2-norm
+    <= 1e-6 for every argument of the forward."""
+    p = cell.problem(T, B, I, H, seed=T * 100 + H)
     args = list(p.args(np.float64))
-    _, _, _, cache = ref.lstm_forward(*args, lengths=lengths)
-    grads = ref.lstm_backward(cache, p.dy, p.dh_n, p.dc_n)
-    analytic = dict(zip(["x", "w_ih", "w_hh", "bias", "h0", "c0"], grads))
-    for position, name in enumerate(["x", "w_ih", "w_hh", "bias", "h0", "c0"]):
-        numeric = numeric_gradient(lambda: loss(p, *args, lengths), args[position])
-        error = np.linalg.norm(numeric - analytic[name]) / max(np.linalg.norm(numeric), 1e-300)
-        assert error <= 1e-6, f"d{name}: relative error {error:.2e}"
+
+    def loss():
+        *outputs, _ = cell.ref_forward(*args, training=False, lengths=lengths)
+        return sum(np.sum(d * out) for d, out in zip(p.output_grads, outputs, strict=True))
+
+    *_, cache = cell.ref_forward(*args, lengths=lengths)
+    grads = cell.ref_backward(cache, *p.output_grads)
+    # The gradient fields come in the order of the forward's arguments: dx for x, ..., dh0 for h0.
+    assert len(grads) == len(args)
+    for arg, name, analytic in zip(args, grads._fields, grads):
+        numeric = numeric_gradient(loss, arg)
+        error = np.linalg.norm(numeric - analytic) / max(np.linalg.norm(numeric), 1e-300)
+        assert error <= 1e-6, f"{name}: relative error {error:.2e}"
 
 
 def test_reference_without_bias_returns_no_bias_gradient():

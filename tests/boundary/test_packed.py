@@ -13,13 +13,6 @@ from lstm_problems import Problem
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture
-def threads():
-    saved = lc.get_num_threads()
-    yield lc.set_num_threads
-    lc.set_num_threads(saved)
-
-
 # (T, B, I, H): fewer than 8 rows of products (raw weights, no panels), the packed
 # projection, the merged one, a GEMM projection (one row, a large input), loops split
 # between threads (checked below)
@@ -31,10 +24,10 @@ SHAPES = [(3, 2, 5, 7), (20, 3, 9, 5), (10, 16, 24, 40), (1000, 1, 256, 16), (12
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("n_threads", [1, 2])
-def test_packed_forward_is_lstm_forward_bit_for_bit(threads, shape, dtype, with_lengths,
+def test_packed_forward_is_lstm_forward_bit_for_bit(num_threads, shape, dtype, with_lengths,
                                                    n_threads):
     T, B, I, H = shape
-    threads(n_threads)
+    num_threads(n_threads)
     x, w_ih, w_hh, bias, h0, c0 = Problem(T, B, I, H, seed=T + B).args(dtype)
     lengths = (np.arange(B) * 3) % (T + 1) if with_lengths else None
     packed = lc.pack_lstm(w_ih, w_hh, bias, precision=np.dtype(dtype).name)
@@ -48,8 +41,8 @@ def test_packed_forward_is_lstm_forward_bit_for_bit(threads, shape, dtype, with_
     np.testing.assert_array_equal(c1, want_c1)
 
 
-def test_the_shapes_cover_every_way_of_projecting(threads):
-    threads(2)
+def test_the_shapes_cover_every_way_of_projecting(num_threads):
+    num_threads(2)
     seen = {(p["packed"], p["projection"], p["parts"] > 1)
             for p in (_testing.lstm_plan_of(*s, np.float32, training=False) for s in SHAPES)}
     assert {(False, "gemm", False), (True, "packed", False), (True, "merged", False),
@@ -88,8 +81,8 @@ def test_precision_converts_the_weights():
         np.testing.assert_array_equal(a, b)
 
 
-def test_many_threads_share_one_packed_lstm(threads):
-    threads(1)
+def test_many_threads_share_one_packed_lstm(num_threads):
+    num_threads(1)
     x, w_ih, w_hh, bias, h0, c0 = Problem(30, 16, 32, 64, seed=3).args(np.float32)
     packed = lc.pack_lstm(w_ih, w_hh, bias)
     want = packed.forward(x, h0, c0)

@@ -20,7 +20,7 @@ error literature use for dot products):
 C = 8 for both dtypes.  It does not rely on libm-exact activations: the smallest tolerance
 (T = I = H = 1: K_fwd = 3) is 14 eps, room for activations a few ulps off.  The worst ratio
 err / tol measured over the derandomized CI examples is stated in MEASURED_MAX_RATIO below;
-`pytest tests/test_properties.py -s` prints it again.
+`pytest tests/reliability/test_properties.py -s` prints it again.
 """
 
 import math

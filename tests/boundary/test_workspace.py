@@ -23,12 +23,12 @@ SHAPES = [(7, 3, 5, 20), (1, 2, 3, 4), (6, 4, 10, 96), (9, 16, 8, 24)]
 
 
 @pytest.fixture(autouse=True)
-def empty_pool():
-    saved = lc.get_num_threads()
+def empty_pool(num_threads):
+    """Each test starts and ends with an empty workspace pool; its thread count is restored
+    (the conftest's num_threads)."""
     lc.free_workspace()
     yield
     lc.free_workspace()
-    lc.set_num_threads(saved)
 
 
 def poison_spares():

@@ -42,10 +42,32 @@ def test_pipeline_on_a_slice(tmp_path):
         has_matplotlib = False
     results = ts.run(series=(years[:90], values[:90]), window=6, hidden_size=4, epochs=2,
                      plot_path=plot if has_matplotlib else None, verbose=False)
-    assert set(results["test"]) == {"LSTM", "AR(6)", "persistence"} or "LSTM" in results["test"]
+    # The AR order chosen on the validation years of this slice is 2.
+    assert list(results["test"]) == ["LSTM", "AR(2)", "persistence"]
     for metrics in results["test"].values():
         assert np.isfinite(metrics["rmse"]) and 0 <= metrics["mae"] <= metrics["rmse"]
-    assert results["epochs_run"] <= 2
+    # persistence, recomputed here: next year = this year over the test targets
+    x, y = ts.make_windows(values[:90], 6)
+    _, _, test = ts.split_by_time(len(y))
+    errors = x[test][:, -1] - y[test]
+    assert results["test"]["persistence"] == {"rmse": float(np.sqrt(np.mean(errors ** 2))),
+                                              "mae": float(np.mean(np.abs(errors)))}
+    assert 1 <= results["epochs_run"] <= 2
     if has_matplotlib:
         assert plot.stat().st_size > 1000
-    assert "| LSTM |" in ts.format_results(results)
+    lines = ts.format_results(results).splitlines()
+    table = lines[lines.index("| model | test RMSE | test MAE |"):][:5]
+    assert table == ["| model | test RMSE | test MAE |", "|---|---|---|",
+                     *(f"| {label} | {m['rmse']:.1f} | {m['mae']:.1f} |"
+                       for label, m in results["test"].items())]
+
+
+def test_the_lstm_beats_both_baselines():
+    """The demo as `lstm-core demo` runs it (no plot): the README's claim, the LSTM ahead of the
+    autoregressive model on the test years, by less than the gap to persistence.  Measured
+    (seed 0): LSTM RMSE 14.3, AR(9) 17.5, persistence 29.8; seeds 1-4 gave 14.8-16.2."""
+    results = ts.run(plot_path=None, verbose=False)
+    rmse = {label: m["rmse"] for label, m in results["test"].items()}
+    assert list(rmse) == ["LSTM", "AR(9)", "persistence"]
+    assert rmse["LSTM"] < 0.95 * rmse["AR(9)"]
+    assert rmse["AR(9)"] - rmse["LSTM"] < rmse["persistence"] - rmse["AR(9)"]

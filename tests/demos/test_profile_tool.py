@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_lstm.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_lstm.py"
 
 
 @pytest.fixture(scope="module")

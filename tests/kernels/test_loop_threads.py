@@ -5,7 +5,7 @@ columns (hidden units; the tasks then meet at a barrier every step) (src/include
 Threads).  An output's arithmetic must not depend on which task computes
 it: any two thread counts above one give the same bits.  With one thread the forward
 projects the input with a BLAS GEMM, with several each task projects its columns with the
-packed kernel (lstm_core/_lstm.pyx, lstm_forward): the two may round differently in the last
+packed kernel (src/kernels/lstm_plan.c): the two may round differently in the last
 bits (the BLAS splits long sums into blocks, the packed kernel does not), so one thread
 against several is held to the float tolerance of the reference tests, and everything is
 checked against the float64 reference.  The shapes are checked to be really split, so a
@@ -24,14 +24,13 @@ DTYPES = [np.float32, np.float64]
 
 
 @pytest.fixture
-def threads():
-    """Restores the thread count a test changes; lets loops use more threads than this
-    machine's CPUs (3 parts on 2 CPUs), which they otherwise never do."""
-    saved = lc.get_num_threads()
+def threads(num_threads):
+    """lc.set_num_threads, the count restored after the test (the conftest's num_threads);
+    lets loops use more threads than this machine's CPUs (3 parts on 2 CPUs), which they
+    otherwise never do."""
     _testing.allow_more_threads_than_cpus(True)
-    yield lc.set_num_threads
+    yield num_threads
     _testing.allow_more_threads_than_cpus(False)
-    lc.set_num_threads(saved)
 
 
 # the outputs of the forward alone (the backward's one-thread weight products are GEMMs)
@@ -58,13 +57,6 @@ SHAPES = [(20, 24, 16, 96), (9, 17, 5, 160), (60, 5, 64, 100), (30, 16, 600, 96)
 # the two ways of splitting a loop (src/include/lstm_core.h, Threads); by rows needs 2 blocks of 8
 CASES = [(split, shape) for split in ("rows", "columns") for shape in SHAPES
          if split == "columns" or shape[1] >= 16]
-
-
-@pytest.fixture
-def split():
-    """Forces a way of splitting the loops, and restores the automatic choice."""
-    yield _testing.force_split
-    _testing.force_split(None)
 
 
 def parts_of(shape, dtype):
@@ -158,7 +150,7 @@ def test_split_loop_matches_the_reference(threads, dtype):
 
 
 def test_loops_split_only_when_it_pays(threads):
-    # _loop_parts(B, H, flops per step, T, bytes of packed weights) -> (parts, by_rows)
+    # loop_parts(B, H, flops per step, T, bytes of packed weights) -> (parts, by_rows)
     small, large = 512e3, 8e6  # bytes of weights: below and above what a core's cache keeps
     threads(2)
     assert _testing.loop_parts(64, 128, 1e5, 1000, small)[0] == 1  # too little per step

@@ -15,7 +15,7 @@ A finding is anything but the documented outcome:
 
 Run it (ASan build, one core; see README "Reliability"):
     python tests/fuzz/fuzz_api.py -max_total_time=1800 <work dir> tests/fuzz/corpus
-Replayed without atheris by tests/test_fuzz_corpus.py, through run_one().
+Replayed without atheris by tests/reliability/test_fuzz_corpus.py, through run_one().
 """
 
 import math

@@ -1,15 +1,17 @@
 """The validating boundary of lstm_core: bad inputs raise, valid non-contiguous inputs work.
 
-Part 1 is a table of bad calls over lstm_forward, lstm_backward and lstm_cell.  Each case
+Part 1 is a table of bad calls over lstm_forward, lstm_backward, lstm_cell, the LSTM layer,
+and gru_forward / gru_backward / rnn_forward / rnn_backward.  Each case
 names the exception type (TypeError for "not an ndarray / wrong dtype / wrong cache",
 ValueError for "wrong ndim / wrong size", MemoryError for "more memory than exists") and the
 argument the message must name.  The table is run in-process (one pytest case per row) and once
 more, whole, in a fresh interpreter, so that a segfault in any row shows up as a failed exit
 code instead of killing the test run.
 
-The table has three parts: hand-written rows (build_cases), rows generated for every argument of
+The table has four parts: hand-written rows (build_cases), rows generated for every argument of
 every entry point from the declarative APIS list (ndim, each size, '>f4', bool, wrong layouts),
-and huge sizes made with zero strides (no memory used) that must fail before any allocation.
+huge sizes made with zero strides (no memory used) that must fail before any allocation, and
+hand-written rows of the GRU's and the RNN's forward and backward (prefixes "gru", "rnn").
 The layer lc.LSTM has its entries in APIS (prefixes "layer" and "layerbwd"); another layer
 joins the same way, with its call factory and argument shapes.
 
@@ -17,7 +19,9 @@ Part 2 checks that VALID inputs in unusual memory layouts (Fortran order, negati
 strided slices, misaligned views, read-only and broadcast arrays) are not errors and give
 the same results as the same call on contiguous copies.
 
-Helpers live in this file (no conftest.py); the subprocess imports this module by path.
+The table's helpers live in this file and tests/lstm_problems.py, tests/cell_problems.py (no
+fixtures: the subprocess imports this module by path).  The checks outside the table that hold
+for every cell take the conftest's `cell` fixture.
 """
 
 import json
@@ -33,7 +37,8 @@ import pytest
 import lstm_core as lc
 from lstm_core import reference
 
-from lstm_problems import run_python as _run_python
+from cell_problems import CELLS
+from lstm_problems import name_pattern, run_python as _run_python
 
 # Small sizes, all different so that a swapped dimension is always a wrong shape.
 T, B, I, H = 3, 2, 5, 4
@@ -132,11 +137,6 @@ class Case:
     shown: Optional[tuple] = None  # a shape the message must show (actual / expected)
     huge: bool = False  # sizes beyond memory: must fail before allocating (checked by tracemalloc)
     xfail: Optional[str] = None  # a known gap in the boundary: why this row fails today
-
-
-def name_pattern(name):
-    """The argument name as a whole word: 'h' must not match inside 'dh_n' or 'h0'."""
-    return rf"(?<![\w.]){re.escape(name)}(?!\w)"
 
 
 def _fwd_call(dtype=np.float64, **override):
@@ -534,6 +534,95 @@ def _huge_cases(add):
         huge=True)
 
 
+# The GRU's and the RNN's forward and backward (prefixes "gru" and "rnn"): hand-written rows
+# over both cells, in the same table, so the same tests run them.
+def _one_state_args(cell, dtype=np.float64):
+    """Valid arguments of gru_forward / rnn_forward in this file's sizes."""
+    rng = np.random.default_rng(0)
+    G1 = CELLS[cell].gates * H
+    r = lambda *shape: rng.standard_normal(shape).astype(dtype)  # noqa: E731
+    args = {"x": r(T, B, I), "w_ih": r(G1, I), "w_hh": r(G1, H), "h0": r(B, H)}
+    args.update({"bias": r(G1)} if cell == "rnn" else {"b_ih": r(G1), "b_hh": r(G1)})
+    return args
+
+
+def _one_state_forward(cell, **override):
+    args = {**_one_state_args(cell), **override}
+    biases = [args[name] for name in CELLS[cell].biases]
+    return CELLS[cell].forward(args["x"], args["w_ih"], args["w_hh"], *biases, args["h0"],
+                               lengths=args.get("lengths"))
+
+
+def _one_state_backward(cell, cache="own", **override):
+    if cache == "own":
+        cache = _one_state_forward(cell)[2]
+    kw = {"dy": np.zeros((T, B, H)), "dh_n": np.zeros((B, H)), **override}
+    return CELLS[cell].backward(cache, kw["dy"], kw["dh_n"])
+
+
+def _f32(a):
+    return a.astype(np.float32)
+
+
+# (id, exception, argument named, overrides) for forward; the same for backward.
+ONE_STATE_FORWARD = [
+    ("x-list", TypeError, "x", lambda c: {"x": _one_state_args(c)["x"].tolist()}),
+    ("x-int", TypeError, "x", lambda c: {"x": np.ones((T, B, I), np.int64)}),
+    ("x-f16", TypeError, "x", lambda c: {"x": _one_state_args(c)["x"].astype(np.float16)}),
+    ("x-2d", ValueError, "x", lambda c: {"x": _one_state_args(c)["x"][0]}),
+    ("w_ih-none", TypeError, "w_ih", lambda c: {"w_ih": None}),
+    ("w_ih-f32", TypeError, "w_ih", lambda c: {"w_ih": _f32(_one_state_args(c)["w_ih"])}),
+    ("w_ih-cols", ValueError, "w_ih", lambda c: {"w_ih": _one_state_args(c)["w_ih"][:, :-1]}),
+    ("w_hh-shape", ValueError, "w_hh", lambda c: {"w_hh": _one_state_args(c)["w_hh"][:, :-1]}),
+    ("w_hh-1d", ValueError, "w_hh", lambda c: {"w_hh": _one_state_args(c)["w_hh"].ravel()}),
+    ("h0-shape", ValueError, "h0", lambda c: {"h0": np.zeros((B + 1, H))}),
+    ("h0-f32", TypeError, "h0", lambda c: {"h0": np.zeros((B, H), np.float32)}),
+    ("lengths-long", ValueError, "lengths", lambda c: {"lengths": [T + 1, 0]}),
+    ("lengths-float", TypeError, "lengths", lambda c: {"lengths": [1.0, 2.0]}),
+]
+ONE_STATE_FORWARD_ONLY = {
+    "rnn": [
+        ("bias-size", ValueError, "bias", lambda c: {"bias": np.zeros(H + 1)}),
+        ("bias-list", TypeError, "bias", lambda c: {"bias": [0.0] * H}),
+    ],
+    "gru": [
+        ("w_ih-rows", ValueError, "w_ih", lambda c: {"w_ih": np.zeros((3 * H + 1, I))}),
+        ("b_ih-size", ValueError, "b_ih", lambda c: {"b_ih": np.zeros(4 * H)}),
+        ("b_ih-2d", ValueError, "b_ih", lambda c: {"b_ih": np.zeros((1, 3 * H))}),
+        ("b_hh-f32", TypeError, "b_hh", lambda c: {"b_hh": np.zeros(3 * H, np.float32)}),
+        ("b_hh-list", TypeError, "b_hh", lambda c: {"b_hh": [0.0] * (3 * H)}),
+    ],
+}
+ONE_STATE_BACKWARD = [
+    ("cache-none", TypeError, "cache", lambda c: {"cache": None}),
+    ("cache-inference", TypeError, "cache",
+     lambda c: {"cache": CELLS[c].forward(*list(_one_state_args(c).values())[:3],
+                                          training=False)[2]}),
+    ("cache-other-cell", TypeError, "cache",
+     lambda c: {"cache": _one_state_forward("gru" if c == "rnn" else "rnn")[2]}),
+    ("cache-lstm", TypeError, "cache", lambda c: {"cache": lc.lstm_forward(
+        np.zeros((T, B, I)), np.zeros((4 * H, I)), np.zeros((4 * H, H)))[3]}),
+    ("cache-new", TypeError, "cache",
+     lambda c: {"cache": CELLS[c].cache.__new__(CELLS[c].cache)}),
+    ("dy-shape", ValueError, "dy", lambda c: {"dy": np.zeros((T + 1, B, H))}),
+    ("dy-f32", TypeError, "dy", lambda c: {"dy": np.zeros((T, B, H), np.float32)}),
+    ("dy-list", TypeError, "dy", lambda c: {"dy": np.zeros((T, B, H)).tolist()}),
+    ("dh_n-shape", ValueError, "dh_n", lambda c: {"dh_n": np.zeros((B, H + 1))}),
+    ("dh_n-3d", ValueError, "dh_n", lambda c: {"dh_n": np.zeros((1, B, H))}),
+]
+
+
+def _one_state_cases(add):
+    for cell in ("rnn", "gru"):
+        for case_id, exc, name, make in ONE_STATE_FORWARD + ONE_STATE_FORWARD_ONLY[cell]:
+            call = lambda cell=cell, make=make: _one_state_forward(cell, **make(cell))  # noqa
+            add(f"{cell}-fwd-{case_id}", exc, name, call)
+        for case_id, exc, name, make in ONE_STATE_BACKWARD:
+            call = lambda cell=cell, make=make: _one_state_backward(cell, **make(cell))  # noqa
+            add(f"{cell}-bwd-{case_id}", exc, name, call)
+
+
+
 def build_cases():
     """Every bad-input case; building it does not call lstm_core (calls are deferred).
     A generated row whose id a hand-written row already has is left out."""
@@ -550,6 +639,7 @@ def build_cases():
     hand_written = {c.id for c in cases}
     _generated_cases(add_new)
     _huge_cases(add)
+    _one_state_cases(add)
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return cases
@@ -585,8 +675,9 @@ def run_table():
 def test_table_is_large_and_covers_every_entry_point():
     assert len(CASES) >= 300
     prefixes = {c.id.split("-")[0] for c in CASES}
-    assert prefixes == {api.prefix for api in APIS} == {"fwd", "bwd", "cell", "layer",
-                                                         "layerbwd"}
+    assert prefixes == {api.prefix for api in APIS} | {"gru", "rnn"} == {
+        "fwd", "bwd", "cell", "layer", "layerbwd", "gru", "rnn"}
+    assert sum(c.id.startswith(("gru-", "rnn-")) for c in CASES) >= 50
     assert {c.exc for c in CASES} == {TypeError, ValueError, MemoryError}
     # every argument of every entry point got each generated kind of row
     for api in APIS:
@@ -628,7 +719,7 @@ def test_bad_input_raises(case):
 _SUBPROCESS_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))  # for lstm_problems (tests/ holds no lstm_core)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(sys.argv[1])))  # tests/: lstm_problems
     spec = importlib.util.spec_from_file_location("_bad_input_table", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -654,27 +745,31 @@ def test_whole_table_in_fresh_process_does_not_crash(tmp_path):
     assert not wrong, wrong
 
 
-# A hand-made LSTMCache would have None in its typed array slots, and reading them without the
-# GIL-free checks of a debug build would crash: the class is final, its constructor raises,
-# and lstm_backward rejects an instance made through __new__.  Run in a child process, since
-# a regression here is a segfault.
+# A hand-made cache (LSTMCache, GRUCache, RNNCache) would have None in its typed array slots,
+# and reading them without the GIL-free checks of a debug build would crash: the classes are
+# final, their constructors raise, and the backwards reject an instance made through __new__.
+# Run in a child process, since a regression here is a segfault.
 _EMPTY_CACHE_SCRIPT = textwrap.dedent(
     """
     import sys
     import lstm_core as lc
 
+    how, cell = sys.argv[1], sys.argv[2]
+    cls = getattr(lc, cell.upper() + "Cache")
+    backward = getattr(lc, cell + "_backward")
+
     def subclass():
-        class Sub(lc.LSTMCache):
+        class Sub(cls):
             pass
         return Sub()
 
     make = {
-        "LSTMCache()": lambda: lc.LSTMCache(),
+        "Cache()": lambda: cls(),
         "subclass()": subclass,
-        "__new__": lambda: lc.LSTMCache.__new__(lc.LSTMCache),  # skips __init__
-    }[sys.argv[1]]
+        "__new__": lambda: cls.__new__(cls),  # skips __init__
+    }[how]
     try:
-        lc.lstm_backward(make())
+        backward(make())
     except TypeError as e:
         print("TypeError")
     else:
@@ -683,21 +778,19 @@ _EMPTY_CACHE_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("how", ["LSTMCache()", "subclass()", "__new__"])
-def test_backward_rejects_unfilled_cache_without_crashing(how, tmp_path):
-    """A cache not made by lstm_forward cannot be built, subclassed or used (no segfault)."""
-    proc = _run_python(_EMPTY_CACHE_SCRIPT, how, cwd=tmp_path, timeout=60)
+@pytest.mark.parametrize("how", ["Cache()", "subclass()", "__new__"])
+def test_backward_rejects_unfilled_cache_without_crashing(how, cell, tmp_path):
+    """A cache not made by the forward cannot be built, subclassed or used (no segfault)."""
+    proc = _run_python(_EMPTY_CACHE_SCRIPT, how, cell.name, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, f"exit code {proc.returncode}: {proc.stderr[-1000:]}"
     assert proc.stdout.strip() == "TypeError"
 
 
-def test_unfilled_cache_error_names_cache():
-    import lstm_core as lc
-
+def test_unfilled_cache_error_names_cache(cell):
     with pytest.raises(TypeError, match=r"\bcache\b"):
-        lc.lstm_backward(lc.LSTMCache.__new__(lc.LSTMCache))
-    with pytest.raises(TypeError, match="lstm_forward"):
-        lc.LSTMCache()
+        cell.backward(cell.cache.__new__(cell.cache))
+    with pytest.raises(TypeError, match=f"created by {cell.name}_forward"):
+        cell.cache()
 
 
 # ----------------------------------------------------------------------------- valid layouts
@@ -822,3 +915,44 @@ def test_broadcast_zero_stride_states_and_bias():
     rh1, rc1 = lc.lstm_cell(dense["x"][0], dense["h0"], dense["c0"], a["w_ih"], a["w_hh"],
                             a["bias"])
     _assert_same((h1, c1), (rh1, rc1), np.float64)
+
+
+def _cell_args(cell):
+    """Valid float64 arguments of <cell>_forward by name (the GRU's and RNN's as in the table,
+    the LSTM's with c0 drawn after them)."""
+    if cell.name != "lstm":
+        return _one_state_args(cell.name)
+    a = _valid()
+    return {k: a[k] for k in FWD_ARGS}
+
+
+def _cell_forward(cell, **args):
+    return cell.forward(*(args[name] for name in ("x", "w_ih", "w_hh", *cell.biases,
+                                                  *cell.states)))
+
+
+def test_noncontiguous_inputs_give_the_same_results(cell):
+    """Fortran-ordered and strided copies of every argument at once: the same outputs, bit for
+    bit, and the inputs unchanged."""
+    args = _cell_args(cell)
+    fortran = {k: np.asfortranarray(v) for k, v in args.items()}
+    strided = {k: np.repeat(v, 2, axis=-1)[..., ::2] for k, v in args.items()}
+    *expected, _ = _cell_forward(cell, **args)
+    for variant in (fortran, strided):
+        *got, _ = _cell_forward(cell, **variant)
+        for a, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, e)
+    for name, value in _cell_args(cell).items():  # inputs are never modified
+        np.testing.assert_array_equal(fortran[name], value, err_msg=name)
+
+
+def test_outputs_larger_than_memory_are_refused_before_allocating(cell):
+    """x of shape (1, 2^31 - 1, 0) costs nothing (zero strides) but its outputs would take
+    terabytes: MemoryError naming x, before any allocation."""
+    one = np.zeros(1, np.float32)
+    x = np.lib.stride_tricks.as_strided(one, shape=(1, 2**31 - 1, 0), strides=(0, 0, 0))
+    w_ih = np.zeros((cell.gates * 1024, 0), np.float32)
+    w_hh = np.zeros((cell.gates * 1024, 1024), np.float32)
+    with pytest.raises(MemoryError, match=r"^x of shape \(1, 2147483647, 0\) needs"):
+        cell.forward(x, w_ih, w_hh)
+

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
+from cell_problems import CELLS
 
 TINY32 = np.finfo(np.float32).tiny  # the smallest normal float32
 
@@ -22,24 +23,15 @@ def vanishing_problem(T=200, B=8, I=2, H=12, gates=4):
     return x, w_ih, w_hh
 
 
-CALLS = {
-    "lstm": lambda x, w_ih, w_hh, dh: lc.lstm_backward(
-        lc.lstm_forward(x, w_ih, w_hh)[3], None, dh),
-    "gru": lambda x, w_ih, w_hh, dh: lc.gru_backward(lc.gru_forward(x, w_ih, w_hh)[2], None, dh),
-    "rnn": lambda x, w_ih, w_hh, dh: lc.rnn_backward(lc.rnn_forward(x, w_ih, w_hh)[2], None, dh),
-}
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
-@pytest.mark.parametrize("cell", CALLS)
 def test_vanishing_gradients_flush_to_zero_not_to_subnormals(cell):
     """A gradient that enters at the last step only vanishes over 200 steps; inside the
     kernels its values below the smallest normal number become exact zeros (subnormal
     arithmetic is 10-100x slower on x86), and the caller's environment is restored."""
     assert subnormal_arithmetic_works()
-    x, w_ih, w_hh = vanishing_problem(gates=GATES[cell])
+    x, w_ih, w_hh = vanishing_problem(gates=cell.gates)
     dh = np.full((x.shape[1], w_hh.shape[1]), 1e-3, np.float32)
-    grads = CALLS[cell](x, w_ih, w_hh, dh)
+    *_, cache = cell.forward(x, w_ih, w_hh)
+    grads = cell.backward(cache, None, dh)  # the gradient enters through dh_n alone
     dx = grads.dx
     assert np.all((dx == 0) | (np.abs(dx) >= TINY32)), "subnormal values in dx"
     assert np.any(dx == 0) and np.any(dx != 0)  # it did vanish, and it did start
@@ -70,7 +62,7 @@ CANDIDATE_ROWS = {"lstm": slice(2, 3), "gru": slice(2, 3), "rnn": slice(0, 1)}  
 
 def tiny_input_problem(cell, dtype, T, B, I, H):
     """(x of ones, w_ih, w_hh, bias) with |w_ih| = 1e4 and a zero bias on the candidate rows."""
-    gates = GATES[cell]
+    gates = CELLS[cell].gates
     rng = np.random.default_rng(7)
     signs = rng.choice([-1.0, 1.0], (gates * H, I))
     w_ih = (1e4 * signs).astype(dtype)
@@ -115,33 +107,28 @@ SIZES = {"serial": ((3, 4, 5, 8), 1), "split": ((4, 24, 16, 96), 2)}
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("cell", CALLS)
-def test_subnormal_inputs_are_read_as_zero(blas_one_thread, cell, dtype, size):
+def test_subnormal_inputs_are_read_as_zero(blas_one_thread, num_threads, cell, dtype, size):
     """Every entry point (training and inference forward, backward, the LSTM's cell) gives
     exactly what it gives for x = 0; the same x at the smallest normal number does reach the
     outputs, so the problem would show a subnormal read as it is."""
     shape, threads = SIZES[size]
-    saved = lc.get_num_threads()
-    lc.set_num_threads(threads)
-    try:
-        x, w_ih, w_hh, bias = tiny_input_problem(cell, dtype, *shape)
-        runs = {}
-        for name, scale in [("zero", 0.0), ("subnormal", SUBNORMAL[dtype]),
-                            ("normal", NORMAL[dtype])]:
-            xs = (x * scale).astype(dtype)
-            outputs, cache = forward(cell, xs, w_ih, w_hh, bias, training=True)
-            inference, _ = forward(cell, xs, w_ih, w_hh, bias, training=False)
-            # dy = 1e3: gate gradients large enough that dz * x is a normal number
-            grads = backward(cell, cache, np.full_like(outputs[0], 1e3))
-            results = outputs + inference + [g for g in grads if g is not None]
-            if cell == "lstm":
-                B, H = shape[1], shape[3]
-                zeros = np.zeros((B, H), dtype)
-                results += list(lc.lstm_cell(xs[0], zeros, zeros, w_ih, w_hh, bias))
-            runs[name] = results
-    finally:
-        lc.set_num_threads(saved)
+    num_threads(threads)
+    cell = cell.name
+    x, w_ih, w_hh, bias = tiny_input_problem(cell, dtype, *shape)
+    runs = {}
+    for name, scale in [("zero", 0.0), ("subnormal", SUBNORMAL[dtype]),
+                        ("normal", NORMAL[dtype])]:
+        xs = (x * scale).astype(dtype)
+        outputs, cache = forward(cell, xs, w_ih, w_hh, bias, training=True)
+        inference, _ = forward(cell, xs, w_ih, w_hh, bias, training=False)
+        # dy = 1e3: gate gradients large enough that dz * x is a normal number
+        grads = backward(cell, cache, np.full_like(outputs[0], 1e3))
+        results = outputs + inference + [g for g in grads if g is not None]
+        if cell == "lstm":
+            B, H = shape[1], shape[3]
+            zeros = np.zeros((B, H), dtype)
+            results += list(lc.lstm_cell(xs[0], zeros, zeros, w_ih, w_hh, bias))
+        runs[name] = results
     for index, (zero, subnormal) in enumerate(zip(runs["zero"], runs["subnormal"])):
         np.testing.assert_array_equal(subnormal, zero, err_msg=f"output {index}")
     # the forward's y, the inference y and the backward's dw_ih all see a normal x

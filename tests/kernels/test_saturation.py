@@ -260,7 +260,7 @@ def test_nan_preactivation_of_each_gate_reaches_h(dtype, gate):
 _FRESH_PROCESS_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(sys.argv[1])))  # tests/: the shared helpers
     spec = importlib.util.spec_from_file_location("_saturation", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -6,7 +6,7 @@ import pytest
 
 import lstm_core as lc
 from lstm_core.embedding import Embedding, TokenSequenceModel
-from test_reference_gradcheck import numeric_gradient
+from lstm_problems import numeric_gradient
 
 
 def test_lookup_and_repeated_ids_accumulate():

@@ -67,13 +67,10 @@ THREADED = (16, 64, 128, 256)
 
 
 @pytest.fixture
-def blas_loops():
+def blas_loops(num_threads):
     """The time loops on one thread: their GEMMs are the BLAS's, whose thread count these
     tests vary (split loops use only the packed kernel, whose bits do not depend on it)."""
-    saved = lc.get_num_threads()
-    lc.set_num_threads(1)
-    yield
-    lc.set_num_threads(saved)
+    num_threads(1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -112,7 +109,7 @@ def _has_avx2_fma():
 _HASWELL_SCRIPT = textwrap.dedent(
     """
     import importlib.util, json, os, sys
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(sys.argv[1])))  # tests/: the shared helpers
     spec = importlib.util.spec_from_file_location("_determinism", sys.argv[1])
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -43,14 +43,14 @@ def kernels(request, monkeypatch):
 def test_lengths_match_torch_packed_sequences(kernels, layers, bidirectional, batch_first,
                                               dtype):
     pytest.importorskip("torch")
-    from test_layers_torch import compare, twin_stacks
+    from torch_twins import compare, twin_stacks
 
     T, I, H = 7, 3, 4
     lengths = np.array([4, 7, 1, 5, 2])  # unsorted, one full, one of a single step
     B = len(lengths)
     seed = 10 * layers + 2 * bidirectional + batch_first
-    module, lstm, x, hx, rng = twin_stacks(T, B, I, H, layers, bidirectional, batch_first,
-                                           dtype, seed)
+    module, lstm, x, hx, rng = twin_stacks("lstm", T, B, I, H, layers, bidirectional,
+                                           batch_first, dtype, seed)
     actual, _ = compare(module, lstm, x, hx, dtype, rng, lengths)
     y = actual["y"] if batch_first else actual["y"].transpose(1, 0, 2)
     for b, length in enumerate(lengths):
