@@ -17,7 +17,7 @@
  *     expm1(x) = 2^n q + (2^n - 1),
  * with 2^n built directly from its exponent bits.
  *
- * Accuracy (measured over dense grids of the whole range by tests/test_activations.py):
+ * Accuracy (measured over dense grids of the whole range by tests/kernels/test_activations.py):
  * within a few ulps of the correctly rounded value; the bound the tests enforce is stated
  * there.  Saturation: tanh returns exactly +-1 for |z| beyond TANH_BIG; sigmoid returns
  * exactly 1 for large z and exactly 0 when the true value is below the smallest normal
