@@ -24,7 +24,7 @@ from lstm_core._lstm import (
 )
 from lstm_core._boundary import free_workspace
 from lstm_core._threads import get_num_threads, set_num_threads
-from lstm_core.gates import gate_trace, lstm_gates
+from lstm_core.gates import GateTrace, gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
 from lstm_core.layers import LSTM, Linear, SequenceModel
 from lstm_core.losses import cross_entropy_loss, mse_loss
@@ -39,6 +39,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "GateTrace",
     "History",
     "LSTMCache",
     "LSTMGrads",

@@ -19,7 +19,19 @@ from lstm_core.layers import LSTM, Reversal
 GATE_NAMES = ("i", "f", "g", "o")
 
 
-def gate_trace(cache: LSTMCache) -> dict[str, FloatArray]:
+class GateTrace(dict[str, FloatArray]):
+    """A gate trace: {"i", "f", "g", "o", "c"} -> arrays, and the layout they are in.
+
+    layout is "TBH" (time-major), "BTH" (batch-first) or "TH" (one unbatched sequence);
+    lstm_core.plotting.plot_gates reads it.
+    """
+
+    def __init__(self, arrays: dict[str, FloatArray], layout: str) -> None:
+        super().__init__(arrays)
+        self.layout = layout
+
+
+def gate_trace(cache: LSTMCache) -> GateTrace:
     """The gates and cell states of one lstm_forward call, as views of its cache.
 
     i, f, o are the sigmoid gates, g the tanh cell candidate, c the cell state after each
@@ -32,8 +44,8 @@ def gate_trace(cache: LSTMCache) -> dict[str, FloatArray]:
 
     Returns
     -------
-    dict of str to ndarray
-        {"i", "f", "g", "o", "c"} -> (T, B, H) read-only views.
+    GateTrace
+        {"i", "f", "g", "o", "c"} -> (T, B, H) read-only views; layout "TBH".
 
     Examples
     --------
@@ -50,10 +62,10 @@ def gate_trace(cache: LSTMCache) -> dict[str, FloatArray]:
     hidden = gates.shape[2] // 4
     trace = {name: gates[:, :, k * hidden:(k + 1) * hidden] for k, name in enumerate(GATE_NAMES)}
     trace["c"] = cache.c[1:]                 # (T, B, H)
-    return trace
+    return GateTrace(trace, "TBH")
 
 
-def lstm_gates(lstm: LSTM) -> list[dict[str, FloatArray]]:
+def lstm_gates(lstm: LSTM) -> list[GateTrace]:
     """The gate traces of the last training-mode forward of an lstm_core.LSTM.
 
     Reverse directions are put back in input time order, so step t of every trace belongs to
@@ -66,10 +78,11 @@ def lstm_gates(lstm: LSTM) -> list[dict[str, FloatArray]]:
 
     Returns
     -------
-    list of dict of str to ndarray
-        One dict per layer and direction (index layer*D + direction, as in h_n), each
-        {"i", "f", "g", "o", "c"} -> arrays in the layout of the x that was passed:
-        (T, B, H), (B, T, H) with batch_first, (T, H) unbatched.
+    list of GateTrace
+        One per layer and direction (index layer*D + direction, as in h_n), each
+        {"i", "f", "g", "o", "c"} -> arrays in the layout of the x that was passed, which
+        its layout attribute names: (T, B, H) "TBH", (B, T, H) "BTH" with batch_first,
+        (T, H) "TH" unbatched.
 
     Raises
     ------
@@ -86,12 +99,14 @@ def lstm_gates(lstm: LSTM) -> list[dict[str, FloatArray]]:
     # keeps the layer itself unchanged and costs nothing extra.
     caches, _, reversal, unbatched, _ = tape
     directions = lstm.num_directions
+    layout = "TH" if unbatched else "BTH" if lstm.batch_first else "TBH"
     traces = []
     for index, cache in enumerate(caches):
-        trace = gate_trace(cache)
+        trace: dict[str, FloatArray] = gate_trace(cache)
         if index % directions == 1:
             trace = {k: _in_time_order(v, reversal) for k, v in trace.items()}
-        traces.append({k: _user_layout(v, lstm.batch_first, unbatched) for k, v in trace.items()})
+        traces.append(GateTrace({k: _user_layout(v, lstm.batch_first, unbatched)
+                                 for k, v in trace.items()}, layout))
     return traces
 
 

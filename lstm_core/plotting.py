@@ -38,7 +38,8 @@ def _finish(plt: Any, fig: Any, path: _Path) -> Any:
     return fig
 
 
-def plot_gates(trace: Mapping[str, ArrayLike], sample: int = 0, *, batch_first: bool = False,
+def plot_gates(trace: Mapping[str, ArrayLike], sample: int = 0, *,
+               batch_first: bool | None = None,
                units: Sequence[int] | slice | None = None, path: _Path = None,
                title: str | None = None) -> Any:
     """Heat maps of i, f, g, o and c for one sequence of a gate trace (see lstm_core.gates).
@@ -47,10 +48,11 @@ def plot_gates(trace: Mapping[str, ArrayLike], sample: int = 0, *, batch_first: 
     ----------
     trace : dict of str to array_like
         {"i", "f", "g", "o", "c"} -> (T, B, H) ((B, T, H) with batch_first, or (T, H)).
+        A GateTrace (lstm_core.gate_trace, lstm_core.lstm_gates) says its own layout.
     sample : int, default 0
         Which sequence of the batch.
-    batch_first : bool, default False
-        The trace's arrays are (B, T, H).
+    batch_first : bool, optional
+        The trace's arrays are (B, T, H).  Default: the GateTrace's layout, else False.
     units : sequence of int or slice, optional
         The hidden units to show (default all).
     path : str or path-like, optional
@@ -66,7 +68,15 @@ def plot_gates(trace: Mapping[str, ArrayLike], sample: int = 0, *, batch_first: 
     ------
     ImportError
         When matplotlib is not installed.
+    ValueError
+        When batch_first contradicts the GateTrace's layout.
     """
+    layout = getattr(trace, "layout", None)
+    if batch_first is None:
+        batch_first = layout == "BTH"
+    elif layout in ("TBH", "BTH") and batch_first != (layout == "BTH"):
+        raise ValueError(f"batch_first={batch_first} contradicts the trace's layout {layout!r}: "
+                         "leave batch_first out, the trace says its layout")
     plt = _pyplot()
     names = ("i", "f", "g", "o", "c")
     fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.6 * len(names)), sharex=True)

@@ -13,7 +13,7 @@ steps are left out of the loss.  Float data is cast to the model's dtype.
 """
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -189,6 +189,31 @@ class _Totals:
         self.loss = self.weight = self.hits = self.counted = 0.0
 
 
+class _NonFinite(Exception):
+    """A batch's loss or gradient is not finite (fit turns it into FloatingPointError)."""
+
+
+def _check_finite(loss: float, grads: Mapping[str, FloatArray]) -> None:
+    """Raise _NonFinite before an update that would make the parameters non-finite."""
+    if not np.isfinite(loss):
+        raise _NonFinite(f"the loss is {loss}")
+    for name, g in grads.items():
+        if not np.isfinite(np.sum(g, dtype=np.float64)) and not np.all(np.isfinite(g)):
+            raise _NonFinite(f"the gradient of {name} is not finite")
+
+
+def _check_optimizer(optimizer: Optimizer, model: SequenceModel) -> None:
+    """The optimizer must update this model's own parameter arrays, all of them."""
+    params = getattr(optimizer, "params", None)
+    own = model.params
+    if (not isinstance(params, Mapping) or set(params) != set(own)
+            or any(params[name] is not own[name] for name in own)):
+        raise ValueError(
+            "optimizer does not update this model's parameters: make it from this model, "
+            "e.g. lc.Adam(model.params)"
+        )
+
+
 def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimizer,
                 data: _Data, batch: _Batch, totals: _Totals, clip_norm: float | None,
                 hx: Any = None) -> Any:
@@ -200,6 +225,7 @@ def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimize
     mask = data.loss_mask(lengths, x.shape[data.time_axis], y.ndim)
     loss, grad = loss_fn(out, y, mask)
     model.backward(grad)
+    _check_finite(loss, model.grads)
     if clip_norm is not None:
         clip_grad_norm(model.grads, clip_norm)
     optimizer.step(model.grads)
@@ -282,8 +308,12 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     TypeError
         For a model that is not a SequenceModel, non-float x, or malformed validation_data.
     ValueError
-        For wrong shapes, non-positive counts, an unknown loss or progress, or tbptt with
-        output="last".
+        For wrong shapes, non-positive counts, an unknown loss or progress, tbptt with
+        output="last", or an optimizer made over other arrays than this model's parameters.
+    FloatingPointError
+        When a batch's loss or gradient is not finite (NaN or infinite): training stops
+        before that batch's update, naming the epoch and the batch; the parameters keep their
+        last finite values, or the best epoch's with patience and restore_best.
 
     Examples
     --------
@@ -317,6 +347,7 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         val_lengths = validation_data[2] if len(validation_data) == 3 else None
         val = _Data(model, validation_data[0], validation_data[1], val_lengths, name="x_val")
     optimizer = Adam(model.params) if optimizer is None else optimizer
+    _check_optimizer(optimizer, model)
     rng = np.random.default_rng(seed)
     history = History()
     best, waited = np.inf, 0
@@ -328,16 +359,28 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         for epoch in range(epochs):
             lr = optimizer.current_lr()
             totals = _Totals()
-            for index in _batches(data.size, batch_size, rng if shuffle else None):
+            order = _batches(data.size, batch_size, rng if shuffle else None)
+            for number, index in enumerate(order, start=1):
                 batch = data.batch(index)
-                if tbptt is None:
-                    _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm)
-                else:
-                    state = None  # each batch starts from zeros; chunks carry it on
-                    for start in range(0, data.steps, tbptt):
-                        chunk = data.chunk(*batch, start, min(start + tbptt, data.steps))
-                        state = _train_step(model, loss_fn, optimizer, data, chunk, totals,
-                                            clip_norm, state)
+                try:
+                    if tbptt is None:
+                        _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm)
+                    else:
+                        state = None  # each batch starts from zeros; chunks carry it on
+                        for start in range(0, data.steps, tbptt):
+                            chunk = data.chunk(*batch, start, min(start + tbptt, data.steps))
+                            state = _train_step(model, loss_fn, optimizer, data, chunk, totals,
+                                                clip_norm, state)
+                except _NonFinite as error:
+                    restored = patience is not None and restore_best and best_state is not None
+                    if restored:
+                        model.load_state_dict(cast(dict[str, FloatArray], best_state))
+                    kept = "the best epoch's values" if restored else "their values before it"
+                    raise FloatingPointError(
+                        f"{error} at epoch {epoch + 1}, batch {number} of {len(order)}: "
+                        f"training stopped and the parameters keep {kept} (lower the learning "
+                        "rate, clip the gradients with clip_norm, or check the data)"
+                    ) from None
                 display.batch_done()
             metrics = {"loss": totals.loss / max(totals.weight, 1)}
             if totals.counted:

@@ -77,3 +77,25 @@ def test_gate_heat_map_draws(tmp_path):
     figure = plot_gates(lc.gate_trace(cache), sample=1, path=path)
     assert path.stat().st_size > 1000
     assert len(figure.axes) == 10                               # 5 panels and their colour bars
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time-major", "batch-first"])
+def test_gate_heat_map_reads_the_traces_layout(batch_first):
+    """A batch-first model's trace is (B, T, H): its heat map still runs over the T steps of
+    the chosen sequence, not over the batch."""
+    pytest.importorskip("matplotlib")
+    from lstm_core.plotting import plot_gates
+    T, B = 20, 4
+    lstm = lc.LSTM(3, 5, batch_first=batch_first, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).standard_normal((B, T, 3) if batch_first else (T, B, 3))
+    lstm(x)
+    trace = lc.lstm_gates(lstm)[0]
+    assert trace.layout == ("BTH" if batch_first else "TBH")
+    figure = plot_gates(trace, sample=2)
+    image = figure.axes[1].images[0].get_array()     # the forget gate: (units, steps)
+    f = trace["f"][2] if batch_first else trace["f"][:, 2]
+    assert image.shape == (5, T)
+    np.testing.assert_array_equal(image, f.T)
+    with pytest.raises(ValueError, match="contradicts the trace's layout"):
+        plot_gates(trace, batch_first=not batch_first)
+    assert lc.gate_trace(lstm._tape[0][0]).layout == "TBH"

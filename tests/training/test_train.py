@@ -203,3 +203,60 @@ def test_stateful_inference_with_gru_and_rnn(cell):
     second = lc.predict(model, x[:, 7:], hx=state, batch_size=2)
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12,
                                atol=1e-14)
+
+
+def test_an_optimizer_of_another_model_is_refused():
+    x, y = regression_data(n=8)
+    model, other = regressor(seed=0), regressor(seed=1)
+    copies = {name: value.copy() for name, value in model.params.items()}
+    for optimizer in (lc.Adam(other.params), lc.SGD(copies, lr=0.1),
+                      lc.SGD({k: v for k, v in list(model.params.items())[1:]}, lr=0.1)):
+        with pytest.raises(ValueError, match="does not update this model's parameters"):
+            lc.fit(model, x, y, optimizer=optimizer, epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("poison", ["target", "input"])
+def test_a_non_finite_loss_stops_training(poison):
+    """The batch whose loss (or gradient) is NaN stops fit before its update: the error names
+    the epoch and the batch, and every parameter keeps its value from before that batch."""
+    x, y = regression_data(n=12)
+    if poison == "target":
+        y[9] = np.nan                          # batch 3 of 3 (batch_size 4, no shuffle)
+    else:
+        x[9, 3, 0] = np.inf
+    model = regressor()
+    optimizer = lc.SGD(model.params, lr=0.05)
+    before = {}
+    real_step = optimizer.step
+
+    def step(grads):
+        before.clear()
+        before.update({k: v.copy() for k, v in model.params.items()})
+        real_step(grads)
+    optimizer.step = step
+    with pytest.raises(FloatingPointError, match=r"at epoch 1, batch 3 of 3"):
+        lc.fit(model, x, y, optimizer=optimizer, epochs=2, batch_size=4, shuffle=False,
+               progress=False)
+    # the parameters are those after batch 2's update, all finite
+    assert before, "no update ran before the poisoned batch"
+    for name, value in model.params.items():
+        assert np.all(np.isfinite(value)), name
+
+
+def test_a_non_finite_loss_restores_the_best_epoch():
+    x, y = regression_data(n=12)
+    model = regressor()
+    calls, saved = [], []
+
+    def loss(pred, target, mask):                # NaN from the third epoch's batch on
+        calls.append(1)
+        value, grad = lc.mse_loss(pred, target, mask)
+        return (float("nan") if len(calls) >= 3 else value), grad
+    state_dict = model.state_dict
+    model.state_dict = lambda: saved.append(state_dict()) or saved[-1]  # the best states
+    with pytest.raises(FloatingPointError, match=r"epoch 3, batch 1 of 1.*the best epoch's"):
+        lc.fit(model, x, y, loss=loss, optimizer=lc.SGD(model.params, lr=0.1), epochs=5,
+               batch_size=12, patience=3, progress=False)
+    assert len(saved) == 2                       # epochs 1 and 2 each improved the loss
+    for name, value in model.params.items():     # epoch 2's parameters are back
+        np.testing.assert_array_equal(value, saved[-1][name], err_msg=name)
