@@ -35,5 +35,16 @@ cdef tuple pooled_views(tuple shapes, int typenum)
 cdef void give_views_back(PyObject *memory, PyObject **views, int count) noexcept
 
 
+# What every cell's backward needs from its training-mode forward (see _boundary.pyx).
+cdef class SequenceCache:
+    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths
+    cdef int typenum
+    cdef cnp.ndarray memory   # the pool buffer that the activations view
+    cdef tuple activations    # the saved activations, each a view of memory
+    cdef keep(self, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray lengths,
+              int typenum, tuple shapes)
+    cdef freeze(self)
+
+
 cdef inline void *data_of(cnp.ndarray arr):
     return NULL if arr is None else cnp.PyArray_DATA(arr)

@@ -7,6 +7,7 @@
 
 cimport numpy as cnp
 from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.limits cimport INT_MAX
 
 import os
@@ -332,6 +333,46 @@ cdef void give_views_back(PyObject *memory, PyObject **views, int count) noexcep
         if lstm_references(views[i]) != 1:
             return
     give_workspace(<cnp.ndarray>memory)
+
+
+cdef class SequenceCache:
+    """The base of LSTMCache, GRUCache and RNNCache: the inputs of one training-mode forward
+    call (x, w_ih, w_hh: the very arrays passed in when they were already contiguous, and
+    lengths as C ints or None) and its saved activations, views of one buffer of the
+    workspace pool that goes back to the pool with the cache, unless one of them is still
+    referenced elsewhere.  Each subclass names its activations."""
+
+    def __dealloc__(self):
+        # A training loop drops each step's cache before the next step's forward: back in
+        # the pool, its memory serves that forward instead of pages faulted in afresh
+        # (docs/measurements.rst).  The tuple holds the only reference to each view.
+        cdef PyObject *views[8]
+        cdef Py_ssize_t count
+        if self.memory is None or self.activations is None:
+            return
+        count = min(len(self.activations), 8)
+        for i in range(count):
+            views[i] = PyTuple_GET_ITEM(self.activations, i)
+        give_views_back(<PyObject *>self.memory, views, <int>count)
+
+    def __repr__(self):
+        T, B, I = shape_of(self.x)
+        return (f"<{type(self).__name__} T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
+                f"dtype={self.x.dtype} {self._biases()}>")
+
+    def _biases(self):
+        return ""
+
+    cdef keep(self, cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray lengths,
+              int typenum, tuple shapes):
+        """Keep the call's inputs and take the activations' memory, views of these shapes."""
+        self.x, self.w_ih, self.w_hh, self.lengths, self.typenum = x, w_ih, w_hh, lengths, typenum
+        self.memory, self.activations = pooled_views(shapes, typenum)
+
+    cdef freeze(self):
+        """The activations are read-only once the forward has written them."""
+        for arr in self.activations:
+            arr.flags.writeable = False
 
 
 def take_scratch(tuple shape, dtype):

@@ -14,13 +14,12 @@ cimport cython
 cimport numpy as cnp
 
 import numpy as np
-from cpython.ref cimport PyObject
 from libc.limits cimport INT_MAX
 
 from lstm_core._boundary cimport (
-    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, give_views_back,
-    give_workspace, lengths_of, pooled_views, require_fit, sequence, shape_of, state,
-    take_workspace, weights, zeros,
+    INFERENCE_CHUNK_ROWS, SequenceCache, checked, contiguous, data_of, empty, expect_shape,
+    give_workspace, lengths_of, require_fit, sequence, shape_of, state, take_workspace,
+    weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64, lstm_forward_f32,
@@ -38,7 +37,7 @@ cnp.import_array()
 # ----------------------------------------------------------------------------- the cache
 
 @cython.final
-cdef class LSTMCache:
+cdef class LSTMCache(SequenceCache):
     """What lstm_backward needs from one training-mode lstm_forward call.
 
     It holds the inputs of the call (x, w_ih, w_hh: the very arrays passed in when they were
@@ -69,51 +68,47 @@ cdef class LSTMCache:
         Whether the forward had a bias.
     """
 
-    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, c, tanh_c, h
     cdef readonly bint has_bias
-    cdef int typenum
     cdef lstm_cache_f32 c32
     cdef lstm_cache_f64 c64
-    cdef cnp.ndarray memory  # the pool buffer that gates, c, tanh_c and h are views of
-
-    def __dealloc__(self):
-        # A training loop drops each step's cache before the next step's forward: back in
-        # the pool, its memory serves that forward instead of pages faulted in afresh
-        # (docs/measurements.rst).
-        cdef PyObject *views[4]
-        if self.memory is not None:
-            views[0], views[1] = <PyObject *>self.gates, <PyObject *>self.c
-            views[2], views[3] = <PyObject *>self.tanh_c, <PyObject *>self.h
-            give_views_back(<PyObject *>self.memory, views, 4)
 
     def __init__(self):
         raise TypeError("LSTMCache objects are created by lstm_forward(..., training=True)")
 
-    def __repr__(self):
-        T, B, I = shape_of(self.x)
-        return (f"<LSTMCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
-                f"dtype={self.x.dtype} bias={bool(self.has_bias)}>")
+    def _biases(self):
+        return f"bias={bool(self.has_bias)}"
+
+    @property
+    def gates(self):
+        return self.activations[0]
+
+    @property
+    def c(self):
+        return self.activations[1]
+
+    @property
+    def tanh_c(self):
+        return self.activations[2]
+
+    @property
+    def h(self):
+        return self.activations[3]
 
 
 cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_bias,
                           cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                           int typenum):
     cdef LSTMCache cache = LSTMCache.__new__(LSTMCache)
-    cache.x, cache.w_ih, cache.w_hh, cache.has_bias, cache.lengths, cache.typenum = (
-        x, w_ih, w_hh, has_bias, lengths, typenum)
-    shapes = ((T, B, 4 * H), (T + 1, B, H), (T, B, H), (T + 1, B, H))
-    cache.memory, views = pooled_views(shapes, typenum)
-    cache.gates, cache.c, cache.tanh_c, cache.h = views
-    cache.c32 = lstm_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.c),
-                               <float *>data_of(cache.tanh_c), <float *>data_of(cache.h))
-    cache.c64 = lstm_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.c),
-                               <double *>data_of(cache.tanh_c), <double *>data_of(cache.h))
+    cache.keep(x, w_ih, w_hh, lengths, typenum,
+               ((T, B, 4 * H), (T + 1, B, H), (T, B, H), (T + 1, B, H)))
+    cache.has_bias = has_bias
+    cdef void *gates = data_of(cache.gates)
+    cdef void *c = data_of(cache.c)
+    cdef void *tanh_c = data_of(cache.tanh_c)
+    cdef void *h = data_of(cache.h)
+    cache.c32 = lstm_cache_f32(<float *>gates, <float *>c, <float *>tanh_c, <float *>h)
+    cache.c64 = lstm_cache_f64(<double *>gates, <double *>c, <double *>tanh_c, <double *>h)
     return cache
-
-
-cdef void _freeze(LSTMCache cache):
-    for arr in (cache.gates, cache.c, cache.tanh_c, cache.h):
-        arr.flags.writeable = False
 
 
 # ----------------------------------------------------------------------------- packed weights
@@ -346,7 +341,7 @@ cdef tuple _sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.nda
     _forward(&plan, kernel_settings(), y, h_n, c_n, cache, ax, a_h0, a_c0, a_ih, a_hh, a_bias,
              a_lengths, T, B, I, H, packed)
     if cache is not None:
-        _freeze(cache)
+        cache.freeze()
     return y, h_n, c_n, cache
 
 

@@ -8,12 +8,11 @@
 
 cimport cython
 cimport numpy as cnp
-from cpython.ref cimport PyObject
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
-    INFERENCE_CHUNK_ROWS, checked, contiguous, data_of, empty, expect_shape, flush_subnormals,
-    give_views_back, give_workspace, inference_chunk, lengths_of, pooled_views, require_fit,
+    INFERENCE_CHUNK_ROWS, SequenceCache, checked, contiguous, data_of, empty, expect_shape,
+    flush_subnormals, give_workspace, inference_chunk, lengths_of, require_fit,
     restore_float_env, sequence, shape_of, state, take_workspace, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
@@ -52,15 +51,10 @@ cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_s
     return contiguous(a_dy), contiguous(a_dh_n)
 
 
-cdef _freeze(tuple arrays):
-    for arr in arrays:
-        arr.flags.writeable = False
-
-
 # ----------------------------------------------------------------------------- RNN
 
 @cython.final
-cdef class RNNCache:
+cdef class RNNCache(SequenceCache):
     """What rnn_backward needs from one training-mode rnn_forward call.
 
     The inputs of the call (x, w_ih, w_hh: the arrays passed in when already contiguous) and,
@@ -83,25 +77,17 @@ cdef class RNNCache:
         Whether the forward had a bias.
     """
 
-    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, h
     cdef readonly bint has_bias
-    cdef int typenum
-    cdef cnp.ndarray memory  # the pool buffer that h views
-
-    def __dealloc__(self):
-        # back to the pool when nothing else views h (as LSTMCache's activations)
-        cdef PyObject *views[1]
-        if self.memory is not None:
-            views[0] = <PyObject *>self.h
-            give_views_back(<PyObject *>self.memory, views, 1)
 
     def __init__(self):
         raise TypeError("RNNCache objects are created by rnn_forward(..., training=True)")
 
-    def __repr__(self):
-        T, B, I = shape_of(self.x)
-        return (f"<RNNCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
-                f"dtype={self.x.dtype} bias={bool(self.has_bias)}>")
+    def _biases(self):
+        return f"bias={bool(self.has_bias)}"
+
+    @property
+    def h(self):
+        return self.activations[0]
 
 
 cdef void _rnn_forward_c(real *y, cnp.ndarray h_n, cnp.ndarray h_cache, cnp.ndarray work,
@@ -219,10 +205,14 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
     cdef cnp.ndarray y = empty((T, B, H), typenum)
     cdef cnp.ndarray h_n = empty((B, H), typenum)
-    cdef cnp.ndarray h_cache = None, work = None, memory = None
+    cdef cnp.ndarray h_cache = None, work = None
+    cdef RNNCache cache = None
     cdef int chunk = 1
     if training:
-        memory, (h_cache,) = pooled_views(((T + 1, B, H),), typenum)
+        cache = RNNCache.__new__(RNNCache)
+        cache.keep(ax, a_ih, a_hh, a_lengths, typenum, ((T + 1, B, H),))
+        cache.has_bias = a_bias is not None
+        h_cache = cache.h
     else:
         chunk = inference_chunk(T, B)
         work = take_workspace(chunk * B * H, typenum)
@@ -233,13 +223,8 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
         _rnn_forward_c(<double *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
                        a_lengths, T, B, I, H, chunk)
     give_workspace(work)
-    if h_cache is None:
-        return y, h_n, None
-    cdef RNNCache cache = RNNCache.__new__(RNNCache)
-    cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.h = ax, a_ih, a_hh, a_lengths, h_cache
-    cache.memory = memory
-    cache.has_bias, cache.typenum = a_bias is not None, typenum
-    _freeze((h_cache,))
+    if cache is not None:
+        cache.freeze()
     return y, h_n, cache
 
 
@@ -297,7 +282,7 @@ def rnn_backward(cache, dy=None, dh_n=None):
 # ----------------------------------------------------------------------------- GRU
 
 @cython.final
-cdef class GRUCache:
+cdef class GRUCache(SequenceCache):
     """What gru_backward needs from one training-mode gru_forward call.
 
     The inputs of the call (x, w_ih, w_hh) and, read-only, the saved activations.  Past a
@@ -324,28 +309,27 @@ cdef class GRUCache:
         Whether the forward had each bias.
     """
 
-    cdef readonly cnp.ndarray x, w_ih, w_hh, lengths, gates, hn, h
     cdef readonly bint has_b_ih, has_b_hh
-    cdef int typenum
     cdef gru_cache_f32 c32
     cdef gru_cache_f64 c64
-    cdef cnp.ndarray memory  # the pool buffer that gates, hn and h view
-
-    def __dealloc__(self):
-        # back to the pool when nothing else views them (as LSTMCache's activations)
-        cdef PyObject *views[3]
-        if self.memory is not None:
-            views[0], views[1] = <PyObject *>self.gates, <PyObject *>self.hn
-            views[2] = <PyObject *>self.h
-            give_views_back(<PyObject *>self.memory, views, 3)
 
     def __init__(self):
         raise TypeError("GRUCache objects are created by gru_forward(..., training=True)")
 
-    def __repr__(self):
-        T, B, I = shape_of(self.x)
-        return (f"<GRUCache T={T} B={B} I={I} H={shape_of(self.w_hh)[1]} "
-                f"dtype={self.x.dtype} b_ih={bool(self.has_b_ih)} b_hh={bool(self.has_b_hh)}>")
+    def _biases(self):
+        return f"b_ih={bool(self.has_b_ih)} b_hh={bool(self.has_b_hh)}"
+
+    @property
+    def gates(self):
+        return self.activations[0]
+
+    @property
+    def hn(self):
+        return self.activations[1]
+
+    @property
+    def h(self):
+        return self.activations[2]
 
 
 cdef void _gru_forward_c(real *y, cnp.ndarray h_n, GRUCache cache, cnp.ndarray work,
@@ -410,14 +394,13 @@ cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
                              bint has_b_hh, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
                              Py_ssize_t H, int typenum):
     cdef GRUCache cache = GRUCache.__new__(GRUCache)
-    cache.x, cache.w_ih, cache.w_hh, cache.lengths, cache.typenum = x, w_ih, w_hh, lengths, typenum
+    cache.keep(x, w_ih, w_hh, lengths, typenum, ((T, B, 3 * H), (T, B, H), (T + 1, B, H)))
     cache.has_b_ih, cache.has_b_hh = has_b_ih, has_b_hh
-    cache.memory, (cache.gates, cache.hn, cache.h) = pooled_views(
-        ((T, B, 3 * H), (T, B, H), (T + 1, B, H)), typenum)
-    cache.c32 = gru_cache_f32(<float *>data_of(cache.gates), <float *>data_of(cache.hn),
-                              <float *>data_of(cache.h))
-    cache.c64 = gru_cache_f64(<double *>data_of(cache.gates), <double *>data_of(cache.hn),
-                              <double *>data_of(cache.h))
+    cdef void *gates = data_of(cache.gates)
+    cdef void *hn = data_of(cache.hn)
+    cdef void *h = data_of(cache.h)
+    cache.c32 = gru_cache_f32(<float *>gates, <float *>hn, <float *>h)
+    cache.c64 = gru_cache_f64(<double *>gates, <double *>hn, <double *>h)
     return cache
 
 
@@ -509,7 +492,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
                        a_b_hh, a_lengths, T, B, I, H, chunk)
     give_workspace(work)
     if cache is not None:
-        _freeze((cache.gates, cache.hn, cache.h))
+        cache.freeze()
     return y, h_n, cache
 
 
