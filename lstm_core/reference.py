@@ -235,9 +235,19 @@ def lstm_forward(
         For inconsistent shapes or lengths out of range, an unknown precision, or
         precision="int8" with training=True (int8 is for inference only).
     """
-    precision = check_precision(precision)
-    if precision == "int8" and training:
+    if check_precision(precision) == "int8" and training:
         raise ValueError("precision='int8' is for inference only: pass training=False")
+    y, h_n, c_n, cache = _lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, precision)
+    return y, h_n, c_n, cache if training else None
+
+
+def _lstm_forward(
+    x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, bias: ArrayLike | None,
+    h0: ArrayLike | None, c0: ArrayLike | None, lengths: ArrayLike | None,
+    precision: Precision,
+) -> tuple[FloatArray, FloatArray, FloatArray, ReferenceCache]:
+    """lstm_forward, always with its cache (for int8 too: precision.forward_error_bound
+    reads the states)."""
     T, B, _, H = _sizes(x, w_ih, w_hh)
     active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
@@ -258,10 +268,8 @@ def lstm_forward(
         h[t + 1] = np.where(active[t], h_t, h[t])
         c[t + 1] = np.where(active[t], c_t, c[t])
         y[t] = np.where(active[t], h_t, 0.0)
-    cache = None
-    if training:
-        cache = ReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, c, gates, active, dtype,
-                               precision, reduced)
+    cache = ReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, c, gates, active, dtype,
+                           precision, reduced)
     return y.astype(dtype), h[T].astype(dtype), c[T].astype(dtype), cache
 
 
