@@ -334,19 +334,30 @@ def forward_error_bound(
     """Bound the difference between lstm_forward(precision=...) and the exact LSTM.
 
     Runs the exact float64 forward and the reduced one (both from lstm_core.reference) and
-    the recursion, elementwise over (b, j), per step:
+    this recursion, elementwise over (b, j), per step::
 
-        dz   <= Q + |w_hh| @ dh_prev     Q = product_error_bound of both products, taken at
-                                         the reduced run's operands (x_t, h~_{t-1})
-        di, df, do <= dz / 4,  dg <= dz  (Lipschitz constants of sigmoid and tanh)
-        dc   <= df |c_prev| + |f~| dc_prev + di + dg
+        dz   <= Q + abs(w_hh) @ dh_prev    Q: product_error_bound of both products, at the
+                                           reduced run's operands (x_t, h~_{t-1})
+        di, df, do <= dz / 4,  dg <= dz    (Lipschitz constants of sigmoid and tanh)
+        dc   <= df abs(c_prev) + abs(f~) dc_prev + di + dg
         dh   <= do + dc
 
-    with c_prev, f~ from the exact and reduced runs.  A worst case: through |w_hh| it grows
-    like (L ||w_hh||_1)^T, so it is tight for a step or a few, loose beyond (the measured
-    errors of long sequences stay at the one-step level; docs/precision.rst).  pointwise_eps: a relative error to add
-    per step for an implementation whose pointwise math is not float64 (float32 kernels:
-    a few float32 ulps, e.g. 4 * 2**-24, on c and on h); 0 for the reference.
+    with c_prev from the exact run and f~ from the reduced one.  A worst case: through
+    abs(w_hh) it grows like (L norm(w_hh, 1))**T, so it is tight for a step or a few, loose
+    beyond (the measured errors of long sequences stay at the one-step level; see
+    docs/precision.rst).
+
+    Parameters
+    ----------
+    x, w_ih, w_hh, bias, h0, c0 : array_like
+        As reference.lstm_forward.
+    precision : "bfloat16" or "int8"
+        The scheme to bound.
+    accumulation : "float64" or "float32", default "float64"
+        How the products are summed: float64 in the reference, float32 in the kernels.
+    pointwise_eps : float, default 0
+        A relative error added per step for an implementation whose pointwise math is not
+        float64 (float32 kernels: a few float32 ulps, e.g. 4 * 2**-24, on c and on h).
 
     Returns
     -------
