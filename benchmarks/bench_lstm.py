@@ -821,8 +821,9 @@ def format_grid(grid):
     for row in grid["rows"]:
         peer_err = row["check_max_err"].get("peer_max_abs_err")
         if peer_err and row["mode"] != "fwd+bwd":
-            lines.append(f"# {row['case']} {row['mode']}: max |y - y_{row['check_max_err']['oracle']}"
-                         "| " + ", ".join(f"{k} {v:.1e}" for k, v in peer_err.items()))
+            oracle = row["check_max_err"]["oracle"]
+            lines.append(f"# {row['case']} {row['mode']}: max |y - y_{oracle}| "
+                         + ", ".join(f"{k} {v:.1e}" for k, v in peer_err.items()))
         if "pct_dgemm" in row:
             lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
         if "need_gbytes_per_s" in row:

@@ -184,8 +184,8 @@ def scalar_lstm_step(z, c_prev):
 def test_bfloat16_step_by_hand():
     """H = 1, I = 2.  Rounded by hand (bfloat16 keeps 8 significant bits):
     x = (1 + 2**-8, -3 - 2**-7): 1 (a tie, to even), -3 - 2**-7 = -3.0078125 rounds to -3.0
-    (spacing 2**-6 in [2, 4): a tie, to even, -3's last bit is 0); h0 = 0.3 -> 0.30078125; weights below; the
-    bias, c0 and everything after the products stay exact."""
+    (spacing 2**-6 in [2, 4): a tie, to even, -3's last bit is 0); h0 = 0.3 -> 0.30078125;
+    weights below; the bias, c0 and everything after the products stay exact."""
     x = np.array([[[1 + 2**-8, -3 - 2**-7]]])
     w_ih = np.array([[0.5, 0.25], [1 + 2**-9, -0.5], [-0.125, 1.0], [2.0, 2**-10 + 2**-19]])
     w_hh = np.array([[0.3], [-0.7], [1.5], [0.1]])
