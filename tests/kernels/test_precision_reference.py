@@ -557,3 +557,53 @@ def test_int8_step_against_torch_quantize_dynamic(seed):
     assert np.all(np.abs(c_n[0].numpy() - ours[2]) <= dc_torch + bound_ours.c_n + 1e-6)
     # not trivially far apart: both are int8 LSTMs of the same weights
     assert np.abs(h_n[0].numpy() - ours[1]).max() < 0.05
+
+
+# ------------------------------------------------------------------------------ the kernels' tolerance
+
+
+def float32_step(args, precision):
+    """One step as a float32 kernel would compute it: float32 operands and state, the
+    reduced operands (bfloat16 values, or int8 codes from float32 arithmetic), float32
+    sums (numpy's sgemm), float32 pointwise math."""
+    x, w_ih, w_hh, bias, h0, c0 = (a.astype(np.float32) for a in args)
+    f32 = np.float32
+    if precision == "bfloat16":
+        rb = P.round_bfloat16
+        z = rb(x[0]) @ rb(w_ih).T + rb(h0) @ rb(w_hh).T + bias
+    else:
+        z = bias.copy()
+        for a, w in ((x[0], w_ih), (h0, w_hh)):
+            lo = np.minimum(a.min(axis=1), f32(0))
+            hi = np.maximum(a.max(axis=1), f32(0))
+            s_a = np.where(hi > lo, (hi - lo) / f32(255), f32(1))
+            zp = np.clip(np.rint(-lo / s_a), 0, 255).astype(np.int64)
+            q_a = np.clip(np.rint(a / s_a[:, None]) + zp[:, None], 0, 255).astype(np.int64)
+            s_w = np.abs(w).max(axis=1) / f32(127)
+            q_w = np.rint(w / s_w[:, None]).astype(np.int64)
+            acc = q_a @ q_w.T - zp[:, None] * q_w.sum(axis=1)[None, :]
+            z = z + (s_a[:, None] * s_w[None, :]) * acc.astype(np.float32)
+    H = w_hh.shape[1]
+    sig = lambda v: f32(1) / (f32(1) + np.exp(-v))  # noqa: E731
+    i, f, o = sig(z[:, :H]), sig(z[:, H:2 * H]), sig(z[:, 3 * H:])
+    g = np.tanh(z[:, 2 * H:3 * H])
+    c = f * c0 + i * g
+    return o * np.tanh(c), c
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_float32_emulation_meets_the_kernels_tolerance(precision, seed):
+    """The tolerance the kernels will be tested with, for one step on float32 inputs:
+    forward_error_bound(accumulation="float32", pointwise_eps=4 * 2**-24) against the exact
+    forward.  A float32 emulation of each scheme (float32 sums, float32 quantization
+    arithmetic, so codes may differ from the reference's by one where a / s_a lies within a
+    float32 rounding of a half-integer) must meet it."""
+    args, _ = lstm_problem(1, 8, 40, 32, seed=seed)
+    args = tuple(a.astype(np.float32).astype(np.float64) for a in args)
+    exact = ref.lstm_forward(*args)
+    h1, c1 = float32_step(args, precision)
+    bound = P.forward_error_bound(*args, precision=precision, accumulation="float32",
+                                  pointwise_eps=4 * 2.0**-24)
+    assert np.all(np.abs(h1 - exact[1]) <= bound.h_n)
+    assert np.all(np.abs(c1 - exact[2]) <= bound.c_n)
