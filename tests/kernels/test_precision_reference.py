@@ -165,6 +165,16 @@ def test_int8_is_batch_invariant():
                                          c0[b:b + 1], training=False, precision="int8")
         np.testing.assert_array_equal(yb[:, 0], y[:, b])
         np.testing.assert_array_equal(cb[0], c_n[b])
+    # with lengths: each sequence as if it ran alone for its own number of steps
+    lengths = np.array([6, 0, 3, 1, 4])
+    y, h_n, c_n, _ = ref.lstm_forward(*args, training=False, lengths=lengths, precision="int8")
+    for b, n in enumerate(lengths):
+        yb, hb, cb, _ = ref.lstm_forward(x[:n, b:b + 1], w_ih, w_hh, bias, h0[b:b + 1],
+                                         c0[b:b + 1], training=False, precision="int8")
+        np.testing.assert_array_equal(yb[:, 0], y[:n, b])
+        assert not y[n:, b].any()
+        np.testing.assert_array_equal(hb[0], h_n[b])
+        np.testing.assert_array_equal(cb[0], c_n[b])
 
 
 # ------------------------------------------------------------------------------ hand-computed steps
