@@ -64,7 +64,20 @@ How
     and for a sequence with a batch of one (S1, whose every step reads all of w_hh for one
     row), a line gives the bandwidth the target needs next to sgemv_gbs.
 
+Peers in reduced precision (off by default; --peers bf16,int8), float32 cases only, timed in
+    the same process and interleaving as the other columns:
+      torch-bf16  the same torch.nn.LSTM (LSTMCell) under torch.autocast("cpu",
+                  dtype=torch.bfloat16): fwd under no_grad, fwd+bwd as torch's column (oneDNN;
+                  AMX where present).  A CPU on which oneDNN has no bfloat16 LSTM (it raises)
+                  gets no column, with a note.
+      torch-int8  torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.LSTMCell},
+                  dtype=torch.qint8) of the same module: fwd (step) only, inference.
+    Their results are not checked against the oracle (they differ by design); each row
+    records their max |y - y_oracle| (peer_max_abs_err) next to the timing.  lstm_core's own
+    reduced precisions have no kernels yet: these columns say what they will compete with.
+
 Run:  python benchmarks/bench_lstm.py [--quick] [--cases S1,S3] [--threads 1,2] [--deepbench]
+      [--peers bf16,int8]
 Machines are noisy: read medians and ratios, never a single absolute time.  Every table
 shows how much CPU other processes used while it ran and lists the cells whose samples
 spread more than 10% (interquartile range / median): re-run those on a quiet machine.
@@ -109,6 +122,7 @@ NOISY = 0.10  # samples whose interquartile range exceeds this fraction of the m
 # multi-threaded samples start after this pause, longer than that spin.
 SETTLE_S = 0.3
 IMPLS = ("lstm_core", "reference", "torch")
+PEERS = {"bf16": "torch-bf16", "int8": "torch-int8"}  # --peers name -> column
 
 
 @dataclass(frozen=True)
@@ -331,6 +345,73 @@ def torch_calls(inp, case):
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 
 
+def _int8_module(module):
+    """quantize_dynamic of one module: it replaces children, so the module goes in a holder."""
+    holder = torch.nn.ModuleDict({"m": module})
+    return torch.ao.quantization.quantize_dynamic(
+        holder, {torch.nn.LSTM, torch.nn.LSTMCell}, dtype=torch.qint8)["m"]
+
+
+def peer_calls(inp, case, peers):
+    """{column: {mode: callable}} for the reduced-precision torch peers asked for ({} without
+    torch, for float64 cases, or when none were asked); a bf16 peer whose first call raises
+    (no oneDNN bfloat16 LSTM on this CPU) is left out with a note."""
+    if torch is None or not peers or case.dtype != np.float32:
+        return {}
+    out = {}
+    x, h0, c0 = torch_tensors(inp, case, requires_grad=False)
+    if "bf16" in peers:
+        module = torch_module(inp, case)
+
+        def bf16_fwd():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return module(x, (h0, c0))
+
+        calls = {"step" if case.cell else "fwd": bf16_fwd}
+        if not case.cell:
+            xg, h0g, c0g = torch_tensors(inp, case, requires_grad=True)
+            dy = torch.from_numpy(inp["dy"])
+            leaves = (xg, h0g, c0g, *module.parameters())
+
+            def bf16_fwd_bwd():
+                for leaf in leaves:
+                    leaf.grad = None
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    y, _ = module(xg, (h0g, c0g))
+                y.float().backward(dy)
+                return leaves
+
+            calls["fwd+bwd"] = bf16_fwd_bwd
+        try:
+            bf16_fwd()
+            out[PEERS["bf16"]] = calls
+        except RuntimeError as error:
+            progress(f"  {PEERS['bf16']}: left out, {str(error).splitlines()[0][:100]}")
+    if "int8" in peers:
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
+            warnings.simplefilter("ignore")
+            qmodule = _int8_module(torch_module(inp, case))
+
+        def int8_fwd():
+            with torch.no_grad():
+                return qmodule(x, (h0, c0))
+
+        out[PEERS["int8"]] = {"step" if case.cell else "fwd": int8_fwd}
+    return out
+
+
+def peer_errors(peers, y_want):
+    """{column: max |y - y_oracle|} of each peer's fwd (step) output, in float64."""
+    errors = {}
+    for name, calls in peers.items():
+        fn = calls.get("fwd") or calls["step"]
+        out = fn()[0]
+        errors[name] = _max_err(out.float().numpy(), y_want)
+    return errors
+
+
 # ----------------------------------------------------------------------------- correctness
 
 
@@ -505,10 +586,14 @@ def run_case(case, args, repeats, roofline, settle_s):
     inp = make_inputs(case, args.seed)
     errors = check_case(case, inp)
     skip_reference = args.quick and case.big
+    peers = peer_calls(inp, case, args.peers)
+    if peers:
+        errors["peer_max_abs_err"] = peer_errors(peers, _oracle_results(case, inp)[1])
     per_impl = {
         "lstm_core": api_calls(lstm_core, inp, case),
         "reference": {} if skip_reference else api_calls(reference, inp, case),
         "torch": torch_calls(inp, case),
+        **peers,
     }
     rows = []
     for mode in case.modes:
@@ -534,7 +619,7 @@ def make_row(case, mode, timings, roofline, errors):
     }
     if case.dtype == np.float64:
         row["pct_dgemm"] = 100 * timings["lstm_core"]["gflops"] / roofline["dgemm_gfs"]
-    for impl in ("torch", "reference"):
+    for impl in ("torch", "reference", *PEERS.values()):
         if impl in timings:
             row[f"ratio_{impl}_over_lstm_core"] = timings[impl]["median_s"] / core
     target = dict(case.targets).get(mode)
@@ -578,7 +663,7 @@ def run_grid(cases, threads, args, repeats):
             rows.extend(run_case(case, args, repeats, roofline, settle_s))
         load = foreign_load(before, cpu_snapshot())
     return {"threads": threads, "settle_s": settle_s, "roofline": roofline, "rows": rows,
-            "foreign_load": load}
+            "foreign_load": load, "peers": list(args.peers)}
 
 
 def cpu_snapshot():
@@ -685,16 +770,28 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
-def format_row(row):
+def peer_columns(peers):
+    """The extra (name, width) columns of the asked-for peers: ms and ratio to lstm_core."""
+    cols = []
+    for peer in peers:
+        cols += [(f"{PEERS[peer]} ms", 14), (f"{peer}/core", 10)]
+    return tuple(cols)
+
+
+def format_row(row, peers=()):
     t = row["timings"]
-    ms = {impl: t[impl]["median_s"] * 1e3 if impl in t else None for impl in IMPLS}
+    ms = {impl: t[impl]["median_s"] * 1e3 if impl in t else None
+          for impl in (*IMPLS, *PEERS.values())}
     cells = (row["case"], row["T"], row["B"], row["I"], row["H"], row["dtype"], row["mode"],
              _fmt(ms["lstm_core"], ".3f"), _fmt(ms["reference"], ".3f"),
              _fmt(ms["torch"], ".3f"), _fmt(row["lstm_core_gflops"], ".2f"),
              _fmt(row["pct_sgemm"], ".1f"), _fmt(row.get("ratio_torch_over_lstm_core"), ".2f"),
              _fmt(row.get("target"), ".1f"), _fmt(row.get("need_pct_roofline"), ".0f"),
              _fmt(row.get("ratio_reference_over_lstm_core"), ".2f"))
-    return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, COLUMNS))
+    for peer in peers:
+        column = PEERS[peer]
+        cells += (_fmt(ms[column], ".3f"), _fmt(row.get(f"ratio_{column}_over_lstm_core"), ".2f"))
+    return " ".join(str(c).rjust(w) for c, (_, w) in zip(cells, COLUMNS + peer_columns(peers)))
 
 
 def format_grid(grid):
@@ -710,8 +807,9 @@ def format_grid(grid):
                      f"{roof[f'{routine}_gfs']:.1f}")
     lines.append(f"# sgemv GB/s ({next(iter(roof['sgemv']))} float32 weights): "
                  f"sgemv_gbs = {roof['sgemv_gbs']:.1f}")
-    lines.append(" ".join(name.rjust(w) for name, w in COLUMNS))
-    lines.extend(format_row(row) for row in grid["rows"])
+    peers = grid.get("peers", ())
+    lines.append(" ".join(name.rjust(w) for name, w in COLUMNS + peer_columns(peers)))
+    lines.extend(format_row(row, peers) for row in grid["rows"])
     noisy = [f"{row['case']} {row['mode']} {impl} {t['iqr_over_median']:.2f}"
              for row in grid["rows"] for impl, t in row["timings"].items()
              if t["iqr_over_median"] > NOISY]
@@ -721,6 +819,11 @@ def format_grid(grid):
     if noisy:
         lines.append(f"# NOISY (interquartile range / median > {NOISY:.0%}): " + "; ".join(noisy))
     for row in grid["rows"]:
+        peer_err = row["check_max_err"].get("peer_max_abs_err")
+        if peer_err and row["mode"] != "fwd+bwd":
+            oracle = row["check_max_err"]["oracle"]
+            lines.append(f"# {row['case']} {row['mode']}: max |y - y_{oracle}| "
+                         + ", ".join(f"{k} {v:.1e}" for k, v in peer_err.items()))
         if "pct_dgemm" in row:
             lines.append(f"# {row['case']} {row['mode']}: {row['pct_dgemm']:.1f}% of dgemm_gfs")
         if "need_gbytes_per_s" in row:
@@ -745,12 +848,22 @@ def parse_args(argv=None):
     p.add_argument("--deepbench", action="store_true",
                    help="add the DeepBench LSTM train shapes (T=25, H=I in {512,1024}, "
                         "N in {16,32,64})")
+    p.add_argument("--peers", default="",
+                   help="comma-separated reduced-precision torch peers to add: bf16 "
+                        "(torch.autocast bfloat16), int8 (quantize_dynamic qint8); float32 "
+                        "cases only; default none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results (default: "
                    "benchmarks/results/bench-<YYYY-MM-DD>-<commit>.json)")
     args = p.parse_args(argv)
     if not args.quick and args.repeats < 5:
         p.error("--repeats must be at least 5 (use --quick for a smoke run)")
+    args.peers = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in args.peers if name not in PEERS]
+    if unknown:
+        p.error(f"unknown peer(s) {unknown}; known: {sorted(PEERS)}")
+    if args.peers and torch is None:
+        p.error("--peers needs torch")
     return args
 
 

@@ -11,6 +11,18 @@ w_ih (4H, I), w_hh (4H, H), one bias (4H,) standing for b_ih + b_hh.
     i, f, g, o = sigmoid(z_i), sigmoid(z_f), tanh(z_g), sigmoid(z_o)
     c_t = f * c_prev + i * g
     h_t = o * tanh(c_t)
+
+Reduced precision (precision="bfloat16" or "int8", LSTM only; lstm_core.precision holds the
+rounding, the quantization and the error bounds): only the operands of the two products
+change,
+
+    z   = P(x_t, w_ih) + P(h_prev, w_hh) + bias
+
+with P(a, w) = round_bfloat16(a) @ round_bfloat16(w).T for "bfloat16" (the weights rounded
+once per call; every product exact, summed in float64 here, in float32 by the kernels), and
+the int8 dynamic quantization of lstm_core.precision for "int8" (weights per output row,
+activations per batch row, int32 sums).  Bias, gates, c, h and y stay in full precision.
+The bfloat16 backward rounds the operands of its three products too (see lstm_backward).
 """
 
 from typing import Any, NamedTuple
@@ -19,6 +31,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lstm_core._typing import FloatArray
+from lstm_core.precision import (
+    Precision, ReducedWeights, check_precision, product, reduce_operand, reduce_weights,
+    round_bfloat16)
 
 F64Array = NDArray[np.float64]
 
@@ -55,7 +70,9 @@ class ReferenceCache(NamedTuple):
 
     x (T,B,I), w_ih (4H,I), w_hh (4H,H): the float64 inputs; h, c (T+1,B,H): states, slot 0 =
     h0/c0; gates (T,B,4H): post-activation i, f, g, o; active (T,B,1): step t of sequence b
-    lies within its length; dtype: the caller's dtype, used for the results.
+    lies within its length; dtype: the caller's dtype, used for the results; precision: that
+    of the forward (None, "bfloat16"); reduced: the weights as the products used them (None
+    for full precision).
     """
 
     x: F64Array
@@ -67,6 +84,8 @@ class ReferenceCache(NamedTuple):
     gates: F64Array
     active: NDArray[np.bool_]
     dtype: np.dtype[Any]
+    precision: Precision = None
+    reduced: ReducedWeights | None = None
 
 
 def sigmoid(z: FloatArray) -> FloatArray:
@@ -148,6 +167,20 @@ def _step(x_t: F64Array, h_prev: F64Array, c_prev: F64Array, w_ih: F64Array, w_h
     return h_t, c_t, gates
 
 
+def _reduced_step(x_t: F64Array, h_prev: F64Array, c_prev: F64Array, weights: ReducedWeights,
+                  bias: F64Array, hidden: int,
+                  precision: Precision) -> tuple[F64Array, F64Array, F64Array]:
+    """_step with the products in a reduced precision (lstm_core.precision.product)."""
+    q_ih, q_hh = weights.quantized if weights.quantized is not None else (None, None)
+    z = (product(x_t, weights.w_ih, q_ih, precision)
+         + product(h_prev, weights.w_hh, q_hh, precision) + bias)
+    gates = _gates(z, hidden)
+    i, f, g, o = np.split(gates, 4, axis=1)
+    c_t = f * c_prev + i * g
+    h_t = o * np.tanh(c_t)
+    return h_t, c_t, gates
+
+
 def lstm_forward(
     x: ArrayLike,
     w_ih: ArrayLike,
@@ -158,6 +191,7 @@ def lstm_forward(
     *,
     training: bool = True,
     lengths: ArrayLike | None = None,
+    precision: Precision = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, ReferenceCache | None]:
     """Run an LSTM over a whole sequence (the numpy twin of lstm_core.lstm_forward).
 
@@ -179,6 +213,12 @@ def lstm_forward(
         Integers in [0, T], or None for all T: steps t >= lengths[b] leave sequence b's
         state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
         length.
+    precision : None, "bfloat16" or "int8", default None
+        The operands of the step's two products (module docstring; lstm_core.precision):
+        None, full precision; "bfloat16": x_t, h_{t-1} and the weights rounded to bfloat16
+        (round to nearest even, subnormals to zero), the weights once; "int8" (inference:
+        training must be False): weights quantized per output row, x_t and h_{t-1} per batch
+        row, every step.  Everything else stays float64.
 
     Returns
     -------
@@ -192,8 +232,22 @@ def lstm_forward(
     Raises
     ------
     ValueError
-        For inconsistent shapes or lengths out of range.
+        For inconsistent shapes or lengths out of range, an unknown precision, or
+        precision="int8" with training=True (int8 is for inference only).
     """
+    if check_precision(precision) == "int8" and training:
+        raise ValueError("precision='int8' is for inference only: pass training=False")
+    y, h_n, c_n, cache = _lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths, precision)
+    return y, h_n, c_n, cache if training else None
+
+
+def _lstm_forward(
+    x: ArrayLike, w_ih: ArrayLike, w_hh: ArrayLike, bias: ArrayLike | None,
+    h0: ArrayLike | None, c0: ArrayLike | None, lengths: ArrayLike | None,
+    precision: Precision,
+) -> tuple[FloatArray, FloatArray, FloatArray, ReferenceCache]:
+    """lstm_forward, always with its cache (for int8 too: precision.forward_error_bound
+    reads the states)."""
     T, B, _, H = _sizes(x, w_ih, w_hh)
     active = _active(lengths, T, B)
     dtype = np.result_type(x, w_ih, w_hh)
@@ -204,15 +258,18 @@ def lstm_forward(
     y = np.empty((T, B, H))
     gates = np.empty((T, B, 4 * H))
     h[0], c[0] = _state(h0, B, H), _state(c0, B, H)
+    reduced = None if precision is None else reduce_weights(w_ih64, w_hh64, precision)
     for t in range(T):
-        h_t, c_t, gates[t] = _step(x64[t], h[t], c[t], w_ih64, w_hh64, b, H)
+        if reduced is None:
+            h_t, c_t, gates[t] = _step(x64[t], h[t], c[t], w_ih64, w_hh64, b, H)
+        else:
+            h_t, c_t, gates[t] = _reduced_step(x64[t], h[t], c[t], reduced, b, H, precision)
         # Past its length a sequence keeps its state and outputs zeros.
         h[t + 1] = np.where(active[t], h_t, h[t])
         c[t + 1] = np.where(active[t], c_t, c[t])
         y[t] = np.where(active[t], h_t, 0.0)
-    cache = None
-    if training:
-        cache = ReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, c, gates, active, dtype)
+    cache = ReferenceCache(x64, w_ih64, w_hh64, bias is not None, h, c, gates, active, dtype,
+                           precision, reduced)
     return y.astype(dtype), h[T].astype(dtype), c[T].astype(dtype), cache
 
 
@@ -225,6 +282,19 @@ def lstm_backward(
     """Gradients of a loss L through one training-mode lstm_forward call.
 
     Backpropagation through time, one step at a time from t = T-1 down to 0.
+
+    After a forward with precision="bfloat16" (mixed-precision training) the gradients are
+    those of the bfloat16 forward with its rounding taken as the identity (straight-through):
+    the gate gradients dz come from the bfloat16 forward's gates and states, and the
+    products use the rounded operands the forward used, with dz itself rounded to bfloat16
+    as their other operand (as oneDNN's bf16 LSTM, which torch.autocast runs, keeps its gate
+    gradients for its GEMMs):
+
+        dh_{t-1} += bf16(dz_t) @ bf16(w_hh)        dx = bf16(dz) @ bf16(w_ih)
+        dw_ih = bf16(dz).T @ bf16(x)               dw_hh = bf16(dz).T @ bf16(h[:T])
+        dbias = sum of dz (full precision: no product)
+
+    Everything else (dz, dc, the running dh) is float64 here, float32 in the kernels.
 
     Parameters
     ----------
@@ -244,14 +314,31 @@ def lstm_backward(
     Raises
     ------
     ValueError
-        For a gradient of the wrong shape.
+        For a gradient of the wrong shape, or a cache of an int8 forward (inference only).
     """
+    if cache.precision == "int8":
+        raise ValueError("precision='int8' is for inference only: no backward")
+    return _lstm_backward(cache, dy, dh_n, dc_n, round_dz=cache.precision == "bfloat16")
+
+
+def _lstm_backward(cache: ReferenceCache, dy: ArrayLike | None, dh_n: ArrayLike | None,
+                   dc_n: ArrayLike | None, *, round_dz: bool) -> LSTMGrads:
+    """lstm_backward; round_dz False gives the exact straight-through gradient of a bfloat16
+    forward (dz unrounded), which the tests check with finite differences."""
     x, w_ih, w_hh, h, c, gates = cache.x, cache.w_ih, cache.w_hh, cache.h, cache.c, cache.gates
     T, B, I = x.shape
     H = w_hh.shape[1]
     dy64 = np.zeros((T, B, H)) if dy is None else _as64(dy)
     if dy64.shape != (T, B, H):
         raise ValueError(f"dy must have shape {(T, B, H)}, got {dy64.shape}")
+    if cache.precision is not None:
+        # the operands the forward's products used: rounded weights, x and h (STE)
+        assert cache.reduced is not None
+        w_ih, w_hh = cache.reduced.w_ih, cache.reduced.w_hh
+        x = reduce_operand(x.reshape(T * B, I), cache.precision).reshape(x.shape)
+        h = np.concatenate([reduce_operand(h[:T].reshape(T * B, H), cache.precision)
+                            .reshape(T, B, H), h[T:]])
+    dz_operand = _round_bf16_64 if round_dz else _identity
     dh = _state(dh_n, B, H).copy()  # dL/dh_t, flowing backwards
     dc = _state(dc_n, B, H).copy()  # dL/dc_t, flowing backwards
     dz = np.empty((T, B, 4 * H))
@@ -277,11 +364,12 @@ def lstm_backward(
             0.0,
         )
         dc = np.where(on, dc_t * f, dc)
-        dh = np.where(on, dz[t] @ w_hh, dh)
+        dh = np.where(on, dz_operand(dz[t]) @ w_hh, dh)
     dz_rows = dz.reshape(T * B, 4 * H)
-    dx = (dz_rows @ w_ih).reshape(x.shape)
-    dw_ih = dz_rows.T @ x.reshape(T * B, I)
-    dw_hh = dz_rows.T @ h[:T].reshape(T * B, H)
+    dz_product = dz_operand(dz_rows)
+    dx = (dz_product @ w_ih).reshape(x.shape)
+    dw_ih = dz_product.T @ x.reshape(T * B, I)
+    dw_hh = dz_product.T @ h[:T].reshape(T * B, H)
     dbias = dz_rows.sum(axis=0) if cache.has_bias else None
     out = cache.dtype
     return LSTMGrads(
@@ -294,6 +382,14 @@ def lstm_backward(
     )
 
 
+def _round_bf16_64(a: F64Array) -> F64Array:
+    return np.asarray(round_bfloat16(a), dtype=np.float64)
+
+
+def _identity(a: F64Array) -> F64Array:
+    return a
+
+
 def lstm_cell(
     x_t: ArrayLike,
     h: ArrayLike,
@@ -301,6 +397,8 @@ def lstm_cell(
     w_ih: ArrayLike,
     w_hh: ArrayLike,
     bias: ArrayLike | None = None,
+    *,
+    precision: Precision = None,
 ) -> tuple[FloatArray, FloatArray]:
     """One inference step of an LSTM (the numpy twin of lstm_core.lstm_cell).
 
@@ -316,6 +414,8 @@ def lstm_cell(
         Recurrent weights.
     bias : array_like, shape (4H,), optional
         b_ih + b_hh; None for no bias.
+    precision : None, "bfloat16" or "int8", default None
+        As in lstm_forward: the step of lstm_forward(x_t[None], ..., precision=precision).
 
     Returns
     -------
@@ -325,14 +425,20 @@ def lstm_cell(
     Raises
     ------
     ValueError
-        For inconsistent shapes.
+        For inconsistent shapes or an unknown precision.
     """
+    precision = check_precision(precision)
     x_arr = np.asarray(x_t)
     if x_arr.ndim != 2:
         raise ValueError(f"x_t must be 2-D (B, I), got shape {x_arr.shape}")
     _, B, _, H = _sizes(x_arr[None], w_ih, w_hh)
     dtype = np.result_type(x_arr, h, c, w_ih, w_hh)
     b = np.zeros(4 * H) if bias is None else _as64(bias)
+    if precision is not None:
+        h1, c1, _ = _reduced_step(_as64(x_arr), _state(h, B, H), _state(c, B, H),
+                                  reduce_weights(_as64(w_ih), _as64(w_hh), precision), b, H,
+                                  precision)
+        return h1.astype(dtype), c1.astype(dtype)
     h1, c1, _ = _step(
         _as64(x_arr), _state(h, B, H), _state(c, B, H), _as64(w_ih), _as64(w_hh), b, H
     )
