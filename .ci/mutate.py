@@ -9,7 +9,7 @@ so every file gets the same catalogue and the scores compare.  The steps:
    the catalogue at a code position (relational operators, off-by-one bounds and indices,
    swapped operands and arguments, dropped terms, altered constants, removed statements).
    Comments, strings, preprocessor lines, asserts and import/declaration lines are skipped.
-2. a scratch copy of the tree (rsync, no .git) under the scratch folder, built in place once;
+2. a scratch copy of the tree (sources only, no .git) under the scratch folder, built in place;
    the pristine compiled modules and generated C are cached beside it.
 3. for each mutant: write it into the scratch copy, rebuild incrementally (python: compile
    only), run pytest -x in a fixed order (fast, broad files first) under a timeout, restore the
@@ -464,6 +464,16 @@ def load_equivalent():
 # ---------------------------------------------------------------------------------------------
 # The scratch tree.
 
+SYNC_SKIP_DIRS = {".git", "build", "dist", ".hypothesis", ".pytest_cache", "__pycache__",
+                  ".venv"}
+
+
+def is_build_output(rel):
+    """Compiled modules and Cython's generated C: the scratch copy builds its own."""
+    rel = str(rel)
+    return rel.endswith(".so") or (rel.startswith("lstm_core/_") and rel.endswith(".c"))
+
+
 class Scratch:
     """A copy of the tree under `path` with its own in-place build; mutants go here only."""
 
@@ -476,13 +486,37 @@ class Scratch:
                         PYTHONDONTWRITEBYTECODE="1")
 
     def sync(self):
+        """Mirror the tree's sources (not .git, builds or generated C) into the scratch copy;
+        unchanged files keep their mtimes, so the in-place build stays incremental."""
         self.tree.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["rsync", "-a", "--delete", "--exclude", ".git", "--exclude", "build/",
-                        "--exclude", ".hypothesis/", "--exclude", ".pytest_cache/",
-                        "--exclude", "*.egg-info", "--exclude", "__pycache__",
-                        f"{ROOT}/", f"{self.tree}/"], check=True)
+        wanted = set()
+        for dirpath, dirnames, filenames in os.walk(ROOT):
+            rel = Path(dirpath).relative_to(ROOT)
+            dirnames[:] = [d for d in dirnames if d not in SYNC_SKIP_DIRS
+                           and not d.endswith(".egg-info")]
+            for name in filenames:
+                if is_build_output(rel / name):
+                    continue
+                wanted.add(rel / name)
+                src, dest = ROOT / rel / name, self.tree / rel / name
+                st = src.stat()
+                if dest.exists():
+                    dt = dest.stat()
+                    if dt.st_size == st.st_size and dt.st_mtime_ns == st.st_mtime_ns:
+                        continue
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest)
+        for dirpath, dirnames, filenames in os.walk(self.tree):
+            rel = Path(dirpath).relative_to(self.tree)
+            dirnames[:] = [d for d in dirnames if d not in SYNC_SKIP_DIRS]
+            for name in filenames:
+                if (rel / name) not in wanted and not is_build_output(rel / name):
+                    (self.tree / rel / name).unlink()
         # generated C and modules from the worktree are not trusted: the build decides
-        self.build()
+        built, seconds, log = self.build()
+        if not built:
+            raise SystemExit(f"the unmutated scratch tree does not build:\n{log[-3000:]}")
+        self.log(f"built in {seconds:.0f} s")
         if self.pristine.exists():
             shutil.rmtree(self.pristine)
         self.pristine.mkdir()
