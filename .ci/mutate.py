@@ -481,6 +481,7 @@ class Scratch:
         self.path = Path(path)
         self.tree = self.path / "tree"
         self.pristine = self.path / "pristine"
+        self.dirty = self.path / "mutant-in-place"
         self.log = log
         self.env = dict(os.environ, PYTHONPATH=str(self.tree), CI="true",
                         PYTHONDONTWRITEBYTECODE="1")
@@ -489,6 +490,14 @@ class Scratch:
         """Mirror the tree's sources (not .git, builds or generated C) into the scratch copy;
         unchanged files keep their mtimes, so the in-place build stays incremental."""
         self.tree.mkdir(parents=True, exist_ok=True)
+        if self.dirty.exists():
+            # an earlier run was killed with a mutant in place (SIGKILL, power): its modules
+            # may hold the mutant, so build everything again
+            for p in self.tree.glob("lstm_core/*"):
+                if is_build_output(p.relative_to(self.tree)):
+                    p.unlink()
+            shutil.rmtree(self.tree / "build", ignore_errors=True)
+            self.dirty.unlink()
         wanted = set()
         for dirpath, dirnames, filenames in os.walk(ROOT):
             rel = Path(dirpath).relative_to(ROOT)
@@ -537,13 +546,23 @@ class Scratch:
         target = self.tree / path
         target.write_text(original_text)
         os.utime(target, ns=(original_stat.st_atime_ns, original_stat.st_mtime_ns))
+        # setuptools builds in build/lib.*/ and copies into lstm_core/; it rebuilds a module when
+        # a source is newer than the copy in build/lib.*/, so both get the pristine module with
+        # a fresh mtime (and Cython's generated C too)
         now = time.time()
+        lib_dirs = [d / "lstm_core" for d in (self.tree / "build").glob("lib.*")]
         for p in self.pristine.iterdir():
-            dest = self.tree / "lstm_core" / p.name
-            shutil.copyfile(p, dest)
-            os.utime(dest, (now, now))
-        # objects compiled from a mutant must never link into a later module
-        shutil.rmtree(self.tree / "build", ignore_errors=True)
+            dests = [self.tree / "lstm_core" / p.name]
+            if p.suffix == ".so":
+                dests += [d / p.name for d in lib_dirs if d.is_dir()]
+            for dest in dests:
+                shutil.copyfile(p, dest)
+                os.utime(dest, (now, now))
+        # objects compiled from a mutant must never link into a later module (distutils
+        # compiles every source of a module it rebuilds, but no stale object is left to chance)
+        for temp in (self.tree / "build").glob("temp.*"):
+            shutil.rmtree(temp, ignore_errors=True)
+        self.dirty.unlink(missing_ok=True)
 
 
 def run_pytest(scratch, files, timeout, extra):
@@ -674,9 +693,12 @@ def table(report):
     return "\n".join(lines) + "\n"
 
 
-def build_report(rows, args, baseline_seconds, total_seconds):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+def head_commit():
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
+
+def build_report(rows, args, commit, baseline_seconds, total_seconds):
     by_file, by_folder = {}, {}
     for r in rows:
         by_file.setdefault(r["file"], []).append(r)
@@ -689,7 +711,8 @@ def build_report(rows, args, baseline_seconds, total_seconds):
         "commit": commit,
         "python": sys.version.split()[0],
         "sample": args.sample, "seed": args.seed, "files": args.files,
-        "timeout_s": args.timeout,
+        "mutant_spec": args.mutant_spec or None, "kinds": args.kinds,
+        "timeout_s": round(args.timeout, 1),
         "by_folder": {k: score(v) for k, v in sorted(by_folder.items())},
         "by_file": {k: score(v) for k, v in sorted(by_file.items())},
         "total": score(rows),
@@ -747,7 +770,10 @@ def main():
               file=sys.stderr)
         return 0
 
+    # SIGTERM (a scheduler ending the job) unwinds like Ctrl-C: the scratch copy is restored
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     equivalent = load_equivalent()
+    commit = head_commit()  # the commit whose sources are copied, named in the report
     scratch = Scratch(args.scratch, print)
     started = time.time()
     print(f"scratch tree {scratch.tree}: copying and building ...", flush=True)
@@ -794,6 +820,7 @@ def main():
             assert lines[m["line"] - 1] == m["original_line"], "the scratch tree is out of date"
             lines[m["line"] - 1] = m["mutated_line"]
             try:
+                scratch.dirty.write_text(m["file"])
                 target.write_text("\n".join(lines))
                 later = time.time() + 2
                 os.utime(target, (later, later))
@@ -822,7 +849,7 @@ def main():
                   f"tests {row.get('tests_s', 0)} s  {row.get('first_failure', '')}", flush=True)
     except KeyboardInterrupt:
         print("interrupted: the scratch tree is restored; reporting the mutants run so far")
-    report = build_report(rows, args, round(baseline_seconds, 1), round(time.time() - started, 1))
+    report = build_report(rows, args, commit, round(baseline_seconds, 1), round(time.time() - started, 1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"mutation-{report['date']}-{report['commit']}" + (f"-{args.name}" if args.name else "")
