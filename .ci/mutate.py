@@ -21,6 +21,7 @@ so every file gets the same catalogue and the scores compare.  The steps:
 
 import argparse
 import datetime
+import fnmatch
 import hashlib
 import json
 import os
@@ -659,7 +660,9 @@ def score(rows):
 def table(report):
     lines = [f"mutation testing, {report['date']}, commit {report['commit']}, "
              f"{len(report['mutants'])} mutants"
-             + (f" (sample {report['sample']}, seed {report['seed']})" if report.get("sample") else ""),
+             + (f" (sample {report['sample']}, seed {report['seed']})" if report.get("sample") else "")
+             + (f"; test files left out: {' '.join(report['skip_tests'])}"
+                if report.get("skip_tests") else ""),
              "", f"{'scope':40s} {'killed':>6s} {'t/o':>4s} {'surv':>5s} {'build':>5s} "
                  f"{'equiv':>5s} {'score':>6s}"]
 
@@ -713,6 +716,7 @@ def build_report(rows, args, commit, baseline_seconds, total_seconds):
         "sample": args.sample, "seed": args.seed, "files": args.files,
         "mutant_spec": args.mutant_spec or None, "kinds": args.kinds,
         "timeout_s": round(args.timeout, 1),
+        "tests": args.tests, "skip_tests": args.skip_tests or None,
         "by_folder": {k: score(v) for k, v in sorted(by_folder.items())},
         "by_file": {k: score(v) for k, v in sorted(by_file.items())},
         "total": score(rows),
@@ -742,6 +746,9 @@ def main():
     parser.add_argument("--out", default=str(RESULTS_DIR), help="folder for the JSON and table")
     parser.add_argument("--name", default="", help="suffix of the result files (e.g. smoke)")
     parser.add_argument("--tests", nargs="+", help="test files to run instead of the whole suite")
+    parser.add_argument("--skip-tests", nargs="+", default=[], metavar="GLOB",
+                        help="leave out test files whose name matches (e.g. 'test_*threads*' "
+                             "'test_memory.py': faster, but a weaker suite; the report says so)")
     parser.add_argument("--pytest-args", default="", help="extra pytest arguments (one string)")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="trust the unmutated suite to pass (no timing: needs --timeout)")
@@ -791,6 +798,9 @@ def main():
     else:
         durations = json.loads(durations_file.read_text()) if durations_file.exists() else {}
         order = test_order(scratch, durations)
+    skip = lambda files: [f for f in files
+                          if not any(fnmatch.fnmatch(os.path.basename(f), g) for g in args.skip_tests)]
+    order = skip(order)
     if not args.skip_baseline:
         print("baseline: the unmutated suite ...", flush=True)
         outcome, first, baseline_seconds, out = run_pytest(scratch, order, 3600, extra)
@@ -799,7 +809,7 @@ def main():
             raise SystemExit(f"the unmutated suite fails ({first}): fix or deselect first")
         if not args.tests:
             durations_file.write_text(json.dumps(file_durations(scratch.path / "junit.xml")))
-            order = test_order(scratch, json.loads(durations_file.read_text()))
+            order = skip(test_order(scratch, json.loads(durations_file.read_text())))
         print(f"baseline passes in {baseline_seconds:.0f} s", flush=True)
     timeout = args.timeout or (2 * baseline_seconds + 60 if baseline_seconds else 900)
     args.timeout = timeout
