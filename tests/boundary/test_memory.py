@@ -27,7 +27,7 @@ def extra_memory(T, B, I, H, training):
 
 
 def test_inference_memory_is_a_small_fraction_of_training():
-    # The performance issue's shape: T=1000, B=32, H=256 (training keeps ~230 MB of caches).
+    # A long sequence: T=1000, B=32, H=256 (training keeps ~230 MB of caches).
     training = extra_memory(1000, 32, 64, 256, training=True)
     inference = extra_memory(1000, 32, 64, 256, training=False)
     assert training >= 7 * 1000 * 32 * 256 * 4  # gates (4H), c, h, tanh_c per step
