@@ -342,6 +342,10 @@ cdef class SequenceCache:
     workspace pool that goes back to the pool with the cache, unless one of them is still
     referenced elsewhere.  Each subclass names its activations."""
 
+    def __init__(self):
+        raise TypeError("SequenceCache is the base of the caches that the forward functions "
+                        "return with training=True; it is not instantiated")
+
     def __dealloc__(self):
         # A training loop drops each step's cache before the next step's forward: back in
         # the pool, its memory serves that forward instead of pages faulted in afresh

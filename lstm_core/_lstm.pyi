@@ -5,19 +5,12 @@ from typing import Literal, final, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
 from lstm_core.reference import LSTMGrads
 
 @final
-class LSTMCache:
-    @property
-    def x(self) -> FloatArray: ...
-    @property
-    def w_ih(self) -> FloatArray: ...
-    @property
-    def w_hh(self) -> FloatArray: ...
-    @property
-    def lengths(self) -> NDArray[np.intc] | None: ...
+class LSTMCache(SequenceCache):
     @property
     def gates(self) -> FloatArray: ...
     @property

@@ -6,19 +6,12 @@ from typing import Literal, final, overload
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
 from lstm_core.reference import GRUGrads, RNNGrads
 
 @final
-class RNNCache:
-    @property
-    def x(self) -> FloatArray: ...
-    @property
-    def w_ih(self) -> FloatArray: ...
-    @property
-    def w_hh(self) -> FloatArray: ...
-    @property
-    def lengths(self) -> NDArray[np.intc] | None: ...
+class RNNCache(SequenceCache):
     @property
     def h(self) -> FloatArray: ...
     @property
@@ -27,15 +20,7 @@ class RNNCache:
     def __init__(self, *args: object, **kwargs: object) -> None: ...
 
 @final
-class GRUCache:
-    @property
-    def x(self) -> FloatArray: ...
-    @property
-    def w_ih(self) -> FloatArray: ...
-    @property
-    def w_hh(self) -> FloatArray: ...
-    @property
-    def lengths(self) -> NDArray[np.intc] | None: ...
+class GRUCache(SequenceCache):
     @property
     def gates(self) -> FloatArray: ...
     @property

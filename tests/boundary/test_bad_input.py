@@ -793,6 +793,17 @@ def test_unfilled_cache_error_names_cache(cell):
         cell.cache()
 
 
+def test_cache_base_class_is_neither_built_nor_accepted(cell):
+    """The caches' shared base holds no activations: it cannot be built, and a bare instance
+    (made without __init__) is refused by every backward."""
+    from lstm_core._boundary import SequenceCache
+
+    with pytest.raises(TypeError, match="not instantiated"):
+        SequenceCache()
+    with pytest.raises(TypeError, match=r"\bcache\b"):
+        cell.backward(SequenceCache.__new__(SequenceCache))
+
+
 # ----------------------------------------------------------------------------- valid layouts
 
 
