@@ -7,7 +7,10 @@ What is measured
       fwd+bwd  the forward with training=True, then gru_backward / rnn_backward(cache, dy),
                vs torch's forward with requires_grad on x, h0 and the parameters, then
                y.backward(dy), the grads reset to None before each run.
-    The cases are the LSTM grid's sequence shapes (bench_lstm.py, S1-S5) in float32.
+      step     (the "cell" case) one gru_cell / rnn_cell step vs torch.nn.GRUCell / RNNCell
+               under torch.no_grad().
+    The cases are the LSTM grid's sequence shapes (bench_lstm.py, S1-S5) and its one-step
+    cell (B=1, I=H=128), in float32.
     Every implementation gets the same arrays (seeded numpy default_rng, weights and both
     biases U(-1/sqrt(H), 1/sqrt(H)), non-zero h0); the RNN's summed bias is torch's
     b_ih + b_hh.  Before a case is timed, lstm_core's y and gradients are checked against
@@ -49,7 +52,7 @@ except ImportError:
     sys.exit("bench_gru_rnn.py compares with torch: pip install torch")
 
 GATES = {"gru": 3, "rnn": 1}
-CASES = [c for c in bench.GRID if not c.cell and not c.stacked and c.dtype == np.float32]
+CASES = [c for c in bench.GRID if not c.stacked and c.dtype == np.float32]
 
 
 def make_inputs(cell, case, seed):
@@ -81,7 +84,10 @@ def core_calls(cell, inp):
         y, _, cache = forward(*args, training=True)
         return y, backward(cache, dy)
 
-    return {"fwd": lambda: forward(*args, training=False), "fwd+bwd": fwd_bwd}
+    step = getattr(lstm_core, f"{cell}_cell")
+    step_args = (x[0], h0, *args[1:-1])
+    return {"fwd": lambda: forward(*args, training=False), "fwd+bwd": fwd_bwd,
+            "step": lambda: step(*step_args)}
 
 
 def torch_calls(cell, inp):
@@ -102,6 +108,15 @@ def torch_calls(cell, inp):
         with torch.no_grad():
             return module(x, h0)
 
+    step_module = (torch.nn.GRUCell if cell == "gru" else torch.nn.RNNCell)(I, H)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(step_module, name).copy_(getattr(module, name + "_l0"))
+
+    def step():
+        with torch.no_grad():
+            return step_module(x[0], h0[0])
+
     def fwd_bwd():
         for leaf in leaves:
             leaf.grad = None
@@ -109,7 +124,7 @@ def torch_calls(cell, inp):
         y.backward(dy)
         return y, leaves
 
-    return {"fwd": fwd, "fwd+bwd": fwd_bwd}
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd, "step": step}
 
 
 def check(cell, inp, core, peer):
@@ -123,6 +138,7 @@ def check(cell, inp, core, peer):
                                     relative=True),
               "dw_hh": bench._check("dw_hh", grads.dw_hh, dw_hh.grad.numpy(), 1e-3,
                                     relative=True)}
+    errors["step"] = bench._check("step", core["step"](), peer["step"]().numpy(), 1e-3)
     if cell == "gru":
         errors["db_ih"] = bench._check("db_ih", grads.db_ih, db_ih.grad.numpy(), 1e-3,
                                        relative=True)
@@ -145,12 +161,12 @@ def run(cells, cases, threads, repeats, seed):
                 inp = make_inputs(cell, case, seed)
                 core, peer = core_calls(cell, inp), torch_calls(cell, inp)
                 errors = check(cell, inp, core, peer)
-                for mode in ("fwd", "fwd+bwd"):
+                for mode in case.modes:
                     timings = bench.time_interleaved(
                         {"lstm_core": core[mode], "torch": peer[mode]}, repeats, False,
                         settle_s)
                     forward = 2 * case.T * case.B * (case.I + case.H) * GATES[cell] * case.H
-                    flops = 3 * forward if mode == "fwd+bwd" else forward
+                    flops = 3 * forward if mode == "fwd+bwd" else forward  # step: T = 1
                     core_s, torch_s = (timings[k]["median_s"] for k in ("lstm_core", "torch"))
                     rows.append({"cell": cell, "case": case.name, "T": case.T, "B": case.B,
                                  "I": case.I, "H": case.H, "mode": mode, "flops": flops,

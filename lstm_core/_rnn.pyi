@@ -109,3 +109,20 @@ def gru_forward(
 def gru_backward(
     cache: GRUCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
 ) -> GRUGrads: ...
+def rnn_cell(
+    x_t: FloatArray,
+    h: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    *,
+    nonlinearity: Literal["tanh"] = "tanh",
+) -> FloatArray: ...
+def gru_cell(
+    x_t: FloatArray,
+    h: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+) -> FloatArray: ...

@@ -1,5 +1,5 @@
 # The Cython boundary of the vanilla RNN (tanh) and the GRU: rnn_forward, rnn_backward,
-# gru_forward, gru_backward.
+# rnn_cell, gru_forward, gru_backward, gru_cell.
 #
 # The same rules as lstm_core._lstm, through the same checks (lstm_core._boundary): each call
 # validates once (TypeError for dtypes, ValueError for shapes, naming the argument), copies a
@@ -8,6 +8,7 @@
 
 cimport cython
 cimport numpy as cnp
+from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
@@ -49,6 +50,22 @@ cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_s
         expect_shape(a_dy, "dy", "(T, B, H) of the forward call", T, B, H)
     cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
     return contiguous(a_dy), contiguous(a_dh_n)
+
+
+cdef tuple _step_input(object x_t, object h, object w_ih, object w_hh, object bias, int gates,
+                       str order):
+    """The checked one-step arguments of rnn_cell (gates 1, bias summed) and gru_cell (gates 3,
+    bias None: its two biases are checked apart): x_t (B, I), h (B, H), the weights and the
+    bias, each contiguous, and H."""
+    cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0]
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, ax.shape[1], "x_t", gates, order)
+    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
+    if B > INT_MAX:
+        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
+    return (contiguous(ax), contiguous(a_h), contiguous(a_ih), contiguous(a_hh),
+            contiguous(a_bias), H)
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -226,6 +243,67 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     if cache is not None:
         cache.freeze()
     return y, h_n, cache
+
+
+def rnn_cell(x_t, h, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+    """One inference step of a vanilla RNN: x_t, h -> h1 (torch.nn.RNNCell's step).
+
+    ::
+
+        h1 = tanh(x_t @ w_ih.T + h @ w_hh.T + bias)
+
+    The streaming path: no cache, nothing kept between calls, the same bits as the step of
+    ``rnn_forward(x_t[None], w_ih, w_hh, bias, h, training=False)``; same rules as
+    rnn_forward.
+
+    Parameters
+    ----------
+    x_t : ndarray, shape (B, I)
+        The input of this step.
+    h : ndarray, shape (B, H)
+        The state before the step.
+    w_ih : ndarray, shape (H, I)
+        Input weights.
+    w_hh : ndarray, shape (H, H)
+        Recurrent weights.
+    bias : ndarray, shape (H,), optional
+        b_ih + b_hh, or None for no bias.
+    nonlinearity : {"tanh"}, default "tanh"
+        The only one the kernels implement.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        The state after the step.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x_t's.
+    ValueError
+        For a wrong number of axes or a wrong size, or another nonlinearity.
+    """
+    if nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity must be 'tanh' (the only one the kernels implement), "
+                         f"got {nonlinearity!r}")
+    cdef cnp.ndarray ax, a_h, a_ih, a_hh, a_bias
+    cdef Py_ssize_t H
+    ax, a_h, a_ih, a_hh, a_bias, H = _step_input(x_t, h, w_ih, w_hh, bias, 1, "h")
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
+    cdef cnp.ndarray h1 = empty((B, H), typenum)
+    # One inference step of the sequence driver (x_t (B, I) is x (1, B, I)), whose running
+    # state ends as h1: a step of the cell and a step of the sequence give the same bits.
+    cdef cnp.ndarray work = take_workspace(B * H, typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _rnn_forward_c[float](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_bias, None, 1, B,
+                       I, H, 1)
+    else:
+        _rnn_forward_c[double](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_bias, None, 1, B,
+                       I, H, 1)
+    give_workspace(work)
+    return h1
 
 
 def rnn_backward(cache, dy=None, dh_n=None):
@@ -494,6 +572,67 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     if cache is not None:
         cache.freeze()
     return y, h_n, cache
+
+
+def gru_cell(x_t, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One inference step of a GRU: x_t, h -> h1 (torch.nn.GRUCell's step), gate order r, z, n.
+
+    ::
+
+        r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+        z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+        n = tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+        h1 = (1 - z) * n + z * h
+
+    The streaming path: no cache, nothing kept between calls, the same bits as the step of
+    ``gru_forward(x_t[None], w_ih, w_hh, b_ih, b_hh, h, training=False)``; same rules as
+    gru_forward.
+
+    Parameters
+    ----------
+    x_t : ndarray, shape (B, I)
+        The input of this step.
+    h : ndarray, shape (B, H)
+        The state before the step.
+    w_ih : ndarray, shape (3H, I)
+        Input weights.
+    w_hh : ndarray, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (3H,), optional
+        The two biases, or None; kept apart because b_hn sits inside the reset product.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        The state after the step.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x_t's.
+    ValueError
+        For a wrong number of axes or a wrong size.
+    """
+    cdef cnp.ndarray ax, a_h, a_ih, a_hh
+    cdef Py_ssize_t H
+    ax, a_h, a_ih, a_hh, _, H = _step_input(x_t, h, w_ih, w_hh, None, 3, "r, z, n")
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
+    cdef cnp.ndarray a_b_ih = contiguous(_vector(b_ih, "b_ih", typenum, 3 * H, "3H"))
+    cdef cnp.ndarray a_b_hh = contiguous(_vector(b_hh, "b_hh", typenum, 3 * H, "3H"))
+    cdef cnp.ndarray h1 = empty((B, H), typenum)
+    # One inference step of the sequence driver, as rnn_cell: the input projection of one
+    # step, the recurrent product and scratch for hn.
+    cdef cnp.ndarray work = take_workspace(B * 3 * H + B * 3 * H + B * H, typenum)
+    if typenum == cnp.NPY_FLOAT:
+        _gru_forward_c[float](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh, None,
+                       1, B, I, H, 1)
+    else:
+        _gru_forward_c[double](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh,
+                       None, 1, B, I, H, 1)
+    give_workspace(work)
+    return h1
 
 
 def gru_backward(cache, dy=None, dh_n=None):

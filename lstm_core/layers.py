@@ -19,7 +19,9 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from lstm_core._boundary import give_scratch, take_scratch
 from lstm_core._lstm import lstm_backward, lstm_cell, lstm_forward
-from lstm_core._rnn import gru_backward, gru_forward, rnn_backward, rnn_forward
+from lstm_core._rnn import (
+    gru_backward, gru_cell, gru_forward, rnn_backward, rnn_cell, rnn_forward,
+)
 from lstm_core._typing import FloatArray, IntArray
 from lstm_core.reference import LSTMGrads
 
@@ -875,10 +877,6 @@ class _OneStateStack(RecurrentStack):
         y_t, (h,) = self._step(x_t, None if state is None else (state,))
         return y_t, h
 
-    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
-        # One inference step of the sequence kernel: its h_n is the new state.
-        _, final, _ = self._run_forward(x_t[None], layer, 0, state, False, {})
-        return final
 
 
 class RNN(_OneStateStack):
@@ -968,6 +966,10 @@ class RNN(_OneStateStack):
                       dfinal: tuple[FloatArray | None, ...]) -> Grads:
         return rnn_backward(cache, dy, dfinal[0])
 
+    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
+        return (rnn_cell(x_t, state[0], self.params[f"weight_ih_l{layer}"],
+                         self.params[f"weight_hh_l{layer}"], self._summed_bias(layer, 0)),)
+
 
 class GRU(_OneStateStack):
     """A stacked, optionally bidirectional GRU with torch.nn.GRU's shapes and parameters.
@@ -1029,6 +1031,12 @@ class GRU(_OneStateStack):
     def _run_backward(self, cache: Cache, dy: FloatArray | None,
                       dfinal: tuple[FloatArray | None, ...]) -> Grads:
         return gru_backward(cache, dy, dfinal[0])
+
+    def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
+        return (gru_cell(x_t, state[0], self.params[f"weight_ih_l{layer}"],
+                         self.params[f"weight_hh_l{layer}"],
+                         self.params.get(f"bias_ih_l{layer}"),
+                         self.params.get(f"bias_hh_l{layer}")),)
 
     def _accumulate_biases(self, key: str, g: Grads) -> None:
         self.grads[f"bias_ih{key}"] += g.db_ih

@@ -648,6 +648,50 @@ def rnn_forward(
     return y.astype(dtype), h[T].astype(dtype), cache
 
 
+def rnn_cell(
+    x_t: ArrayLike,
+    h: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    bias: ArrayLike | None = None,
+    *,
+    nonlinearity: str = "tanh",
+) -> FloatArray:
+    """One inference step of a vanilla RNN (the numpy twin of lstm_core.rnn_cell).
+
+    Parameters
+    ----------
+    x_t : array_like, shape (B, I)
+        The input of this step.
+    h : array_like, shape (B, H)
+        The state before the step.
+    w_ih : array_like, shape (H, I)
+        Input weights.
+    w_hh : array_like, shape (H, H)
+        Recurrent weights.
+    bias : array_like, shape (H,), optional
+        b_ih + b_hh; None for no bias.
+    nonlinearity : {"tanh"}, default "tanh"
+        The only one lstm_core implements.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        tanh(x_t @ w_ih.T + h @ w_hh.T + bias), in the inputs' dtype.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes or another nonlinearity.
+    """
+    if nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity must be 'tanh', got {nonlinearity!r}")
+    _, B, _, H = _cell_sizes(np.asarray(x_t)[None], w_ih, w_hh, 1)
+    dtype = np.result_type(x_t, w_ih, w_hh)
+    h1 = np.tanh(_as64(x_t) @ _as64(w_ih).T + _state(h, B, H) @ _as64(w_hh).T + _bias(bias, H))
+    return h1.astype(dtype)
+
+
 def rnn_backward(
     cache: RNNReferenceCache, dy: ArrayLike | None = None, dh_n: ArrayLike | None = None
 ) -> RNNGrads:
@@ -684,6 +728,18 @@ def rnn_backward(
     out = cache.dtype
     return RNNGrads(dx.astype(out), dw_ih.astype(out), dw_hh.astype(out),
                     dbias.astype(out) if cache.has_bias else None, dh.astype(out))
+
+
+def _gru_step(x_t: F64Array, h: F64Array, w_ih: F64Array, w_hh: F64Array, b_ih: F64Array,
+              b_hh: F64Array) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+    """One GRU step in float64: the gates r, z, n, hn = h @ w_hn.T + b_hn and h_t."""
+    H = h.shape[1]
+    gi = x_t @ w_ih.T + b_ih  # (B, 3H)
+    gh = h @ w_hh.T + b_hh  # (B, 3H)
+    r = sigmoid(gi[:, :H] + gh[:, :H])
+    z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
+    n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
+    return r, z, n, gh[:, 2 * H :], (1.0 - z) * n + z * h
 
 
 def gru_forward(
@@ -741,15 +797,10 @@ def gru_forward(
     hn = np.zeros((T, B, H))
     h[0] = _state(h0, B, H)
     for t in range(T):
-        gi = x64[t] @ w_ih64.T + bi  # (B, 3H)
-        gh = h[t] @ w_hh64.T + bh  # (B, 3H)
-        r = sigmoid(gi[:, :H] + gh[:, :H])
-        z = sigmoid(gi[:, H : 2 * H] + gh[:, H : 2 * H])
-        n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
-        h_t = (1.0 - z) * n + z * h[t]
+        r, z, n, hn_t, h_t = _gru_step(x64[t], h[t], w_ih64, w_hh64, bi, bh)
         on = active[t]
         gates[t] = np.where(on, np.concatenate([r, z, n], axis=1), 0.0)
-        hn[t] = np.where(on, gh[:, 2 * H :], 0.0)
+        hn[t] = np.where(on, hn_t, 0.0)
         h[t + 1] = np.where(on, h_t, h[t])
         y[t] = np.where(on, h_t, 0.0)
     cache = None
@@ -757,6 +808,46 @@ def gru_forward(
         cache = GRUReferenceCache(x64, w_ih64, w_hh64, b_ih is not None, b_hh is not None, h,
                                   gates, hn, active, dtype)
     return y.astype(dtype), h[T].astype(dtype), cache
+
+
+def gru_cell(
+    x_t: ArrayLike,
+    h: ArrayLike,
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: ArrayLike | None = None,
+    b_hh: ArrayLike | None = None,
+) -> FloatArray:
+    """One inference step of a GRU, gate order r, z, n (the numpy twin of lstm_core.gru_cell).
+
+    Parameters
+    ----------
+    x_t : array_like, shape (B, I)
+        The input of this step.
+    h : array_like, shape (B, H)
+        The state before the step.
+    w_ih : array_like, shape (3H, I)
+        Input weights.
+    w_hh : array_like, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : array_like, shape (3H,), optional
+        The two biases; None for none.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        The state after the step, in the inputs' dtype.
+
+    Raises
+    ------
+    ValueError
+        For inconsistent shapes.
+    """
+    _, B, _, H = _cell_sizes(np.asarray(x_t)[None], w_ih, w_hh, 3)
+    dtype = np.result_type(x_t, w_ih, w_hh)
+    h1 = _gru_step(_as64(x_t), _state(h, B, H), _as64(w_ih), _as64(w_hh), _bias(b_ih, 3 * H),
+                   _bias(b_hh, 3 * H))[4]
+    return h1.astype(dtype)
 
 
 def gru_backward(

@@ -418,6 +418,22 @@ def _layer_bwd_call(dtype=np.float64, **override):
     return call
 
 
+def _step_call(cell):
+    """The call factory of gru_cell or rnn_cell (prefixes "grucell", "rnncell"): x_t (B, I), h
+    (B, H), the weights and the cell's biases, all non-zero."""
+    def factory(dtype=np.float64, **override):
+        def call():
+            a = _one_state_args(cell, dtype)
+            kw = {"x_t": a["x"][0], "h": a["h0"], "w_ih": a["w_ih"], "w_hh": a["w_hh"],
+                  **{name: a[name] for name in CELLS[cell].biases}}
+            kw.update(override)
+            return getattr(lc, f"{cell}_cell")(**kw)
+
+        return call
+
+    return factory
+
+
 @dataclass(frozen=True)
 class Api:
     """One entry point, described so that the generated rows can cover every argument."""
@@ -426,6 +442,9 @@ class Api:
     call: Callable[..., Callable[[], Any]]  # call(dtype, **override): a deferred call
     shapes: dict  # argument -> its valid shape in this file's sizes
     dtype_owner: str  # the argument that fixes T/B/I and the dtype; its sizes are free
+    # (argument, axis) pairs that define a size, like H from w_ih's rows for a one-gate cell
+    # (any row count is valid; a mismatch is then reported on w_hh): not made wrong alone
+    defines: tuple = ()
 
 
 APIS = [
@@ -438,6 +457,12 @@ APIS = [
     Api("layer", _layer_call, {"x": (T, B, I), "h0": (1, B, H), "c0": (1, B, H)}, "x"),
     Api("layerbwd", _layer_bwd_call, {"dy": (T, B, H), "dh_n": (1, B, H), "dc_n": (1, B, H)},
         "cache"),
+    Api("grucell", _step_call("gru"), {"x_t": (B, I), "h": (B, H), "w_ih": (3 * H, I),
+                                       "w_hh": (3 * H, H), "b_ih": (3 * H,), "b_hh": (3 * H,)},
+        "x_t"),
+    Api("rnncell", _step_call("rnn"), {"x_t": (B, I), "h": (B, H), "w_ih": (H, I),
+                                       "w_hh": (H, H), "bias": (H,)}, "x_t",
+        defines=(("w_ih", 0),)),
 ]
 
 
@@ -468,6 +493,8 @@ def _generated_cases(add):
                 for axis, n in enumerate(shape):
                     for size, label in ((n + 1, "+1"), (0, "=0")):
                         # 0 rows of w_ih mean H = 0, which is reported on w_hh: skipped
+                        if (arg, axis) in api.defines:
+                            continue
                         if not (arg == "w_ih" and axis == 0 and size == 0):
                             s = shape[:axis] + (size,) + shape[axis + 1:]
                             wrong_shapes.append((f"axis{axis}{label}", s))
@@ -620,6 +647,19 @@ def _one_state_cases(add):
         for case_id, exc, name, make in ONE_STATE_BACKWARD:
             call = lambda cell=cell, make=make: _one_state_backward(cell, **make(cell))  # noqa
             add(f"{cell}-bwd-{case_id}", exc, name, call)
+    # the step functions' own rows; the generated ones cover every argument's shape and dtype
+    for cell in ("rnn", "gru"):
+        step = _step_call(cell)
+        add(f"{cell}cell-x_t-None", TypeError, "x_t", step(x_t=None))
+        add(f"{cell}cell-h-None", TypeError, "h", step(h=None))
+        add(f"{cell}cell-h-list", TypeError, "h", step(h=np.zeros((B, H)).tolist()))
+        add(f"{cell}cell-mixed-x_t32", TypeError, "w_ih",
+            step(x_t=np.zeros((B, I), np.float32)))
+        add(f"{cell}cell-x_t-B-vs-h", ValueError, "h", step(x_t=np.zeros((B + 1, I))))
+    add("grucell-w_ih-rows-not-div3", ValueError, "w_ih", _step_call("gru")(
+        w_ih=np.zeros((3 * H + 1, I))))
+    add("rnncell-nonlinearity-relu", ValueError, "nonlinearity",
+        _step_call("rnn")(nonlinearity="relu"))
 
 
 
@@ -676,7 +716,7 @@ def test_table_is_large_and_covers_every_entry_point():
     assert len(CASES) >= 300
     prefixes = {c.id.split("-")[0] for c in CASES}
     assert prefixes == {api.prefix for api in APIS} | {"gru", "rnn"} == {
-        "fwd", "bwd", "cell", "layer", "layerbwd", "gru", "rnn"}
+        "fwd", "bwd", "cell", "layer", "layerbwd", "gru", "rnn", "grucell", "rnncell"}
     assert sum(c.id.startswith(("gru-", "rnn-")) for c in CASES) >= 50
     assert {c.exc for c in CASES} == {TypeError, ValueError, MemoryError}
     # every argument of every entry point got each generated kind of row
