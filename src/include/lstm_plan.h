@@ -51,6 +51,7 @@ typedef struct {
 
 typedef struct {
     /* the problem */
+    int gates;     /* the cell: 4 the LSTM (i, f, g, o), 1 the vanilla RNN (lstm_core.h) */
     int T, B, In, H;
     int itemsize;  /* 4: float32, 8: float64 */
     int training;  /* forward: keep the cache; backward: always 1 */
@@ -69,7 +70,7 @@ typedef struct {
     ptrdiff_t w_ih_panels; /* forward: w_ih.T in gate panels (projection != GEMM) */
     ptrdiff_t w_hh_panels; /* w_hh.T in gate panels (forward), w_hh in plain ones (backward) */
     ptrdiff_t work;        /* forward, inference: [chunk,B,G] projection + 2 [B,H] scratch;
-                              backward: dz [T,B,G] */
+                              backward: dz [T,B,G]  (G = gates * H) */
     ptrdiff_t grad_panels; /* backward with weight_products: x, h[0:T] and w_ih packed */
     ptrdiff_t workspace;   /* the sum of the four */
     /* the caller's GEMM */
@@ -78,18 +79,25 @@ typedef struct {
 } lstm_plan;
 
 /* The plan of lstm_forward (training or inference) of T steps, B rows, In inputs and H
- * hidden units in the dtype of `itemsize`.  A streaming cell is a one-step inference
- * forward with settings->threads = 1. */
+ * hidden units in the dtype of `itemsize`, for the LSTM.  A streaming cell is a one-step
+ * inference forward with settings->threads = 1. */
 void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                        int H, int itemsize, int training);
+
+/* The same for the cell of `gates` gate blocks: 4 the LSTM, 1 the vanilla RNN. */
+void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
+                            int B, int In, int H, int itemsize, int training);
 
 /* Make a forward's plan use weights packed once by lstm_pack_weights: its workspace then
  * holds no panels. */
 void lstm_plan_prepacked(lstm_plan *plan);
 
-/* The plan of lstm_backward through a training forward of the same sizes. */
+/* The plan of lstm_backward through a training forward of the same sizes (the LSTM, or the
+ * cell of `gates` gate blocks). */
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                         int H, int itemsize);
+void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
+                             int B, int In, int H, int itemsize);
 
 /* The tasks of a time loop of T steps of step_flops each over B rows and H hidden units
  * whose packed weights take weight_bytes, as many as pay off (1 at least); sets *by_rows

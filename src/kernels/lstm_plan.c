@@ -81,7 +81,8 @@ int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flo
     return max_int(1, min_int(wanted, H / MIN_PART_COLUMNS));
 }
 
-/* Elements of a K x N matrix packed into panels of the plan's dtype. */
+/* Elements of a K x N matrix packed into panels of the plan's dtype: gate panels (gated)
+ * for the LSTM's forward products, plain ones otherwise (lstm_panels.inc, Layout). */
 static ptrdiff_t panels_size(const lstm_plan *plan, int K, int N, int gated)
 {
     const ptrdiff_t panel = plan->itemsize == 4 ? LSTM_PANEL_F32 : LSTM_PANEL_F64;
@@ -89,11 +90,12 @@ static ptrdiff_t panels_size(const lstm_plan *plan, int K, int N, int gated)
 }
 
 /* The problem's fields of a new plan; every decision starts at its simplest value. */
-static void plan_problem(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
-                         int H, int itemsize)
+static void plan_problem(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
+                         int B, int In, int H, int itemsize)
 {
     const lstm_plan empty = {0};
     *plan = empty;
+    plan->gates = gates;
     plan->T = T;
     plan->B = B;
     plan->In = In;
@@ -109,8 +111,15 @@ static void plan_problem(lstm_plan *plan, const lstm_settings *settings, int T, 
 void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                        int H, int itemsize, int training)
 {
-    const double G = 4.0 * H, weight_bytes = G * ((double)H + In) * itemsize;
-    plan_problem(plan, settings, T, B, In, H, itemsize);
+    lstm_plan_forward_cell(plan, settings, 4, T, B, In, H, itemsize, training);
+}
+
+void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
+                            int B, int In, int H, int itemsize, int training)
+{
+    const int G = gates * H, gated = gates == 4;
+    const double weight_bytes = (double)G * ((double)H + In) * itemsize;
+    plan_problem(plan, settings, gates, T, B, In, H, itemsize);
     plan->training = training;
     int by_rows = 0;
     const int parts = lstm_loop_parts(settings, B, H, 2.0 * B * G * ((double)H + In), T,
@@ -122,19 +131,19 @@ void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, in
         if (parts > 1 || (B >= MERGED_MIN_ROWS && weight_bytes <= ROWS_SPLIT_MAX_BYTES)) {
             plan->projection = LSTM_PROJECT_MERGED;
         }
-        else if (8.0 * T * B * In * H < SMALL_PRODUCT_FLOPS) {
+        else if (2.0 * T * B * In * G < SMALL_PRODUCT_FLOPS) {
             plan->projection = LSTM_PROJECT_PACKED;
         }
-        plan->w_hh_panels = panels_size(plan, H, 4 * H, 1);
+        plan->w_hh_panels = panels_size(plan, H, G, gated);
         if (plan->projection != LSTM_PROJECT_GEMM) {
-            plan->w_ih_panels = panels_size(plan, In, 4 * H, 1);
+            plan->w_ih_panels = panels_size(plan, In, G, gated);
         }
     }
     if (!training) {
         if (plan->projection != LSTM_PROJECT_MERGED) {
             plan->chunk = max_int(1, min_int(T, INFERENCE_CHUNK_ROWS / max_int(B, 1)));
         }
-        plan->work = (ptrdiff_t)plan->chunk * B * 4 * H + 2 * (ptrdiff_t)B * H;
+        plan->work = (ptrdiff_t)plan->chunk * B * G + 2 * (ptrdiff_t)B * H;
     }
     plan->workspace = plan->w_ih_panels + plan->w_hh_panels + plan->work;
 }
@@ -149,22 +158,28 @@ void lstm_plan_prepacked(lstm_plan *plan)
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                         int H, int itemsize)
 {
-    const double G = 4.0 * H;
-    plan_problem(plan, settings, T, B, In, H, itemsize);
+    lstm_plan_backward_cell(plan, settings, 4, T, B, In, H, itemsize);
+}
+
+void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
+                             int B, int In, int H, int itemsize)
+{
+    const int G = gates * H;
+    plan_problem(plan, settings, gates, T, B, In, H, itemsize);
     plan->training = 1;
     plan->backward = 1;
     int by_rows = 0;
     const int parts = lstm_loop_parts(settings, B, H, 2.0 * B * G * H, T,
-                                      G * H * itemsize, &by_rows);
-    plan->work = (ptrdiff_t)T * B * 4 * H; /* dz */
+                                      (double)G * H * itemsize, &by_rows);
+    plan->work = (ptrdiff_t)T * B * G; /* dz */
     if (plan->packed) {
         plan->parts = parts;
         plan->by_rows = parts > 1 && by_rows;
-        plan->w_hh_panels = panels_size(plan, 4 * H, H, 0);
+        plan->w_hh_panels = panels_size(plan, G, H, 0);
         if (parts > 1 || 2.0 * T * B * G * (2.0 * In + H) < SMALL_PRODUCT_FLOPS) {
             plan->weight_products = 1;
             plan->grad_panels = panels_size(plan, T * B, In, 0) + panels_size(plan, T * B, H, 0)
-                                + panels_size(plan, 4 * H, In, 0);
+                                + panels_size(plan, G, In, 0);
         }
     }
     plan->workspace = plan->w_hh_panels + plan->work + plan->grad_panels;
