@@ -23,6 +23,8 @@ cdef int expect_shape(cnp.ndarray arr, str name, str meaning, Py_ssize_t d0, Py_
 cdef cnp.ndarray contiguous(cnp.ndarray arr)
 cdef tuple weights(object w_ih, object w_hh, object bias, int typenum, Py_ssize_t input_size, str dtype_owner, int gates, str gate_names)
 cdef cnp.ndarray state(object value, str name, int typenum, Py_ssize_t batch, Py_ssize_t hidden, str dtype_owner, bint optional)
+cdef tuple gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H)
+cdef tuple step_input(object x_t, object h, object w_ih, object w_hh, object bias, int gates, str order)
 cdef cnp.ndarray lengths_of(object value, Py_ssize_t batch, Py_ssize_t steps)
 cdef require_memory(object nbytes, str name, tuple shape, str what)
 cdef require_copy_memory(cnp.ndarray arr, str name)

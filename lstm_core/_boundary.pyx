@@ -335,6 +335,33 @@ cdef void give_views_back(PyObject *memory, PyObject **views, int count) noexcep
     give_workspace(<cnp.ndarray>memory)
 
 
+cdef tuple step_input(object x_t, object h, object w_ih, object w_hh, object bias, int gates,
+                     str order):
+    """The checked one-step arguments of rnn_cell (gates 1, bias summed) and gru_cell (gates 3,
+    bias None: its two biases are checked apart): x_t (B, I), h (B, H), the weights and the
+    bias, each contiguous, and H."""
+    cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0]
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, ax.shape[1], "x_t", gates, order)
+    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
+    if B > INT_MAX:
+        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
+    return (contiguous(ax), contiguous(a_h), contiguous(a_ih), contiguous(a_hh),
+            contiguous(a_bias), H)
+
+
+cdef tuple gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_ssize_t B,
+                        Py_ssize_t H):
+    """dy (T, B, H) and dh_n (B, H), each checked and contiguous, or None."""
+    cdef cnp.ndarray a_dy = None
+    if dy is not None:
+        a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
+        expect_shape(a_dy, "dy", "(T, B, H) of the forward call", T, B, H)
+    cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
+    return contiguous(a_dy), contiguous(a_dh_n)
+
+
 cdef class SequenceCache:
     """The base of LSTMCache, GRUCache and RNNCache: the inputs of one training-mode forward
     call (x, w_ih, w_hh: the very arrays passed in when they were already contiguous, and

@@ -23,15 +23,17 @@ cdef extern from "lstm_plan.h" nogil:
         lstm_gemm_f64 gemm_f64
 
     ctypedef struct lstm_plan:
-        int T, B, In, H, itemsize, training, backward
+        int gates, T, B, In, H, itemsize, training, backward
         int parts, by_rows, packed
         lstm_projection projection
         int chunk, weight_products, prepacked
         Py_ssize_t w_ih_panels, w_hh_panels, work, grad_panels, workspace
 
     void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize, int training)
+    void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T, int B, int In, int H, int itemsize, int training)
     void lstm_plan_prepacked(lstm_plan *plan)
     void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize)
+    void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T, int B, int In, int H, int itemsize)
     int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flops, int T, double weight_bytes, int *by_rows)
 
 cdef extern from "lstm_core.h" nogil:

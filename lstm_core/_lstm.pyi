@@ -1,4 +1,4 @@
-# Stub of the compiled module lstm_core._lstm (_lstm.pyx): the LSTM's Cython boundary.
+# Stub of the compiled module lstm_core._lstm (_lstm.pyx): the Cython boundary of the driver (LSTM, RNN).
 
 from typing import Literal, final, overload
 
@@ -7,7 +7,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
-from lstm_core.reference import LSTMGrads
+from lstm_core.reference import LSTMGrads, RNNGrads
 
 @final
 class LSTMCache(SequenceCache):
@@ -110,3 +110,60 @@ def pack_lstm(
     *,
     precision: Literal["float32", "float64", "bfloat16", "int8"] = "float32",
 ) -> PackedLSTM: ...
+
+# The vanilla RNN, on the same driver.
+
+@final
+class RNNCache(SequenceCache):
+    @property
+    def h(self) -> FloatArray: ...
+    @property
+    def has_bias(self) -> bool: ...
+    # Raises TypeError: only the forward function of the cell creates caches.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[True] = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, RNNCache]: ...
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[False],
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, None]: ...
+@overload
+def rnn_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, RNNCache | None]: ...
+def rnn_backward(
+    cache: RNNCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
+) -> RNNGrads: ...
+def rnn_cell(
+    x_t: FloatArray,
+    h: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    *,
+    nonlinearity: Literal["tanh"] = "tanh",
+) -> FloatArray: ...

@@ -1,4 +1,5 @@
-# The Cython boundary of lstm_core: lstm_forward, lstm_backward, lstm_cell.
+# The Cython boundary of lstm_core's driver: lstm_forward, lstm_backward, lstm_cell, and the
+# vanilla RNN's rnn_forward, rnn_backward, rnn_cell, which run on the same driver.
 #
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
@@ -18,19 +19,20 @@ from libc.limits cimport INT_MAX
 
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, SequenceCache, checked, contiguous, data_of, empty, expect_shape,
-    give_workspace, lengths_of, require_fit, sequence, shape_of, state, take_workspace,
-    weights, zeros,
+    give_workspace, gradients_in, lengths_of, require_fit, sequence, shape_of, state,
+    step_input, take_workspace, weights, zeros,
 )
 from lstm_core._kernels cimport (
     lstm_backward_f32, lstm_backward_f64, lstm_cache_f32, lstm_cache_f64, lstm_forward_f32,
     lstm_forward_f64, lstm_grads_f32, lstm_grads_f64, lstm_inputs_f32, lstm_inputs_f64,
     lstm_output_grads_f32, lstm_output_grads_f64, lstm_outputs_f32, lstm_outputs_f64,
     lstm_pack_weights_f32, lstm_pack_weights_f64, lstm_panels_size_f32, lstm_panels_size_f64,
-    lstm_plan, lstm_plan_backward, lstm_plan_forward, lstm_plan_prepacked, lstm_settings,
-    lstm_weights_f32, lstm_weights_f64,
+    lstm_plan, lstm_plan_backward, lstm_plan_backward_cell, lstm_plan_forward,
+    lstm_plan_forward_cell, lstm_plan_prepacked, lstm_settings, lstm_weights_f32,
+    lstm_weights_f64,
 )
 from lstm_core._threads cimport kernel_settings
-from lstm_core.reference import LSTMGrads
+from lstm_core.reference import LSTMGrads, RNNGrads
 
 cnp.import_array()
 
@@ -222,15 +224,13 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
 # ----------------------------------------------------------------------------- GIL-free calls
 
 cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cnp.ndarray c_n,
-                       LSTMCache cache, cnp.ndarray workspace, cnp.ndarray x, cnp.ndarray h0,
-                       cnp.ndarray c0, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
-                       cnp.ndarray lengths, PackedLSTM packed):
+                       const lstm_cache_f32 *c32, const lstm_cache_f64 *c64,
+                       cnp.ndarray workspace, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
+                       cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths,
+                       PackedLSTM packed):
     """The whole forward in C with the GIL released, as the plan says; every array has been
-    validated and allocated.  packed: the weights' panels, or None."""
-    cdef const lstm_cache_f32 *c32 = NULL
-    cdef const lstm_cache_f64 *c64 = NULL
-    if cache is not None:
-        c32, c64 = &cache.c32, &cache.c64
+    validated and allocated.  c32, c64: the cache's arrays (training), else NULL; packed: the
+    weights' panels, or None.  The RNN passes None for c0 and c_n (the plan's cell has no c)."""
     cdef const int *steps = <const int *>data_of(lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(
         <float *>data_of(x), <float *>data_of(h0), <float *>data_of(c0), steps)
@@ -259,11 +259,13 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
             lstm_forward_f64(plan, &in64, &w64, &out64, c64, <double *>work)
 
 
-cdef void _run_backward(const lstm_plan *plan, LSTMCache cache, cnp.ndarray dy,
-                        cnp.ndarray dh_n, cnp.ndarray dc_n, cnp.ndarray dx, cnp.ndarray dw_ih,
-                        cnp.ndarray dw_hh, cnp.ndarray dbias, cnp.ndarray dh0, cnp.ndarray dc0,
+cdef void _run_backward(const lstm_plan *plan, SequenceCache cache, const lstm_cache_f32 *c32,
+                        const lstm_cache_f64 *c64, cnp.ndarray dy, cnp.ndarray dh_n,
+                        cnp.ndarray dc_n, cnp.ndarray dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh,
+                        cnp.ndarray dbias, cnp.ndarray dh0, cnp.ndarray dc0,
                         cnp.ndarray workspace):
-    """The whole backward in C with the GIL released, as the plan says."""
+    """The whole backward in C with the GIL released, as the plan says: cache's inputs and
+    activations (c32, c64: the driver's view of them).  The RNN passes None for dc_n, dc0."""
     cdef const int *steps = <const int *>data_of(cache.lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(<float *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
@@ -284,9 +286,9 @@ cdef void _run_backward(const lstm_plan *plan, LSTMCache cache, cnp.ndarray dy,
     cdef void *work = data_of(workspace)
     with nogil:
         if plan.itemsize == 4:
-            lstm_backward_f32(plan, &in32, &w32, &cache.c32, &d32, &g32, <float *>work)
+            lstm_backward_f32(plan, &in32, &w32, c32, &d32, &g32, <float *>work)
         else:
-            lstm_backward_f64(plan, &in64, &w64, &cache.c64, &d64, &g64, <double *>work)
+            lstm_backward_f64(plan, &in64, &w64, c64, &d64, &g64, <double *>work)
 
 
 cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y,
@@ -300,7 +302,9 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
     if packed is not None:
         lstm_plan_prepacked(plan)
     workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
-    _run_forward(plan, y, h_n, c_n, cache, workspace, x, h0, c0, w_ih, w_hh, bias, lengths,
+    _run_forward(plan, y, h_n, c_n, NULL if cache is None else &cache.c32,
+                 NULL if cache is None else &cache.c64, workspace, x, h0, c0, w_ih, w_hh, bias,
+                 lengths,
                  packed)
     give_workspace(workspace)
 
@@ -501,7 +505,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     lstm_plan_backward(&plan, kernel_settings(), <int>T, <int>B, <int>I, <int>H,
                        cnp.PyArray_ITEMSIZE(c.x))
     workspace = take_workspace(plan.workspace, typenum)
-    _run_backward(&plan, c, a_dy, a_dh_n, a_dc_n, dx, dw_ih, dw_hh, dbias, dh0, dc0, workspace)
+    _run_backward(&plan, c, &c.c32, &c.c64, a_dy, a_dh_n, a_dc_n, dx, dw_ih, dw_hh, dbias, dh0,
+                  dc0, workspace)
     give_workspace(workspace)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)
 
@@ -541,3 +546,250 @@ def lstm_cell(x_t, h, c, w_ih, w_hh, bias=None):
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[1], "x_t",
                                     4, "i, f, g, o")
     return _cell(ax, a_ih, a_hh, a_bias, H, h, c, None)
+
+
+# ----------------------------------------------------------------------------- RNN
+
+@cython.final
+cdef class RNNCache(SequenceCache):
+    """What rnn_backward needs from one training-mode rnn_forward call.
+
+    The inputs of the call (x, w_ih, w_hh: the arrays passed in when already contiguous) and,
+    read-only, the hidden states.  Usable by any number of rnn_backward calls; only
+    rnn_forward creates them.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The forward's input.
+    w_ih : ndarray, shape (H, I)
+        The forward's input weights.
+    w_hh : ndarray, shape (H, H)
+        The forward's recurrent weights.
+    lengths : ndarray of C int, shape (B,), or None
+        The forward's lengths.
+    h : ndarray, shape (T+1, B, H)
+        h[0] = h0, h[t+1] = h_t (carried past a sequence's length).
+    has_bias : bool
+        Whether the forward had a bias.
+    """
+
+    cdef readonly bint has_bias
+    cdef lstm_cache_f32 c32  # the driver's view of h (the cell has no c, tanh_c or gates)
+    cdef lstm_cache_f64 c64
+
+    def __init__(self):
+        raise TypeError("RNNCache objects are created by rnn_forward(..., training=True)")
+
+    def _biases(self):
+        return f"bias={bool(self.has_bias)}"
+
+    @property
+    def h(self):
+        return self.activations[0]
+
+
+cdef RNNCache _new_rnn_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_bias,
+                             cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                             int typenum):
+    cdef RNNCache cache = RNNCache.__new__(RNNCache)
+    cache.keep(x, w_ih, w_hh, lengths, typenum, ((T + 1, B, H),))
+    cache.has_bias = has_bias
+    cdef void *h = data_of(cache.h)
+    cache.c32 = lstm_cache_f32(NULL, NULL, NULL, <float *>h)
+    cache.c64 = lstm_cache_f64(NULL, NULL, NULL, <double *>h)
+    return cache
+
+
+cdef void _rnn_forward(const lstm_settings *settings, Py_ssize_t T, cnp.ndarray y,
+                       cnp.ndarray h_n, RNNCache cache, cnp.ndarray x, cnp.ndarray h0,
+                       cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
+                       cnp.ndarray lengths):
+    """Plan the RNN's forward of T steps (the driver's one-gate cell) and run it in its pooled
+    workspace; x is (T, B, I), or (B, I) for one step."""
+    cdef lstm_plan plan
+    lstm_plan_forward_cell(&plan, settings, 1, <int>T, <int>h0.shape[0], <int>w_ih.shape[1],
+                           <int>w_hh.shape[1], cnp.PyArray_ITEMSIZE(x), cache is not None)
+    workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
+    _run_forward(&plan, y, h_n, None, NULL if cache is None else &cache.c32,
+                 NULL if cache is None else &cache.c64, workspace, x, h0, None, w_ih, w_hh,
+                 bias, lengths, None)
+    give_workspace(workspace)
+
+
+def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
+    """Run a one-layer vanilla RNN (tanh) over a whole sequence: torch.nn.RNN's cell.
+
+    ::
+
+        h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)
+
+    All arrays float32, or all float64.  Inputs are never modified; the GIL is released
+    while the kernels run.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : ndarray, shape (H, I)
+        Input weights.
+    w_hh : ndarray, shape (H, H)
+        Recurrent weights.
+    bias : ndarray, shape (H,), optional
+        b_ih + b_hh, or None for no bias.
+    h0 : ndarray, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep what rnn_backward needs; False keeps nothing per step.
+    lengths : array_like of int, shape (B,), optional
+        Integers in [0, T] or None, exactly as lstm_forward's.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : RNNCache or None
+        What rnn_backward needs; None when training is False.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x's (the message names the argument).
+    ValueError
+        For a wrong number of axes or a wrong size, or lengths out of range (the message
+        names the argument with the expected and the actual shape).
+    MemoryError
+        When the outputs and the cache would need more memory than the machine has.
+    """
+    cdef cnp.ndarray ax = sequence(x)
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
+    cdef cnp.ndarray a_ih, a_hh, a_bias
+    cdef Py_ssize_t H
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 1, "h")
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n; training: h for T+1 steps; inference: the chunk's workspace (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0")),
+                T * B * H + 2 * B * H + (H + 32) * (H + I) + ((T + 1) * B * H if training
+                                                             else INFERENCE_CHUNK_ROWS * H
+                                                             + 2 * B * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
+    ax, a_ih, a_hh, a_bias = contiguous(ax), contiguous(a_ih), contiguous(a_hh), contiguous(a_bias)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef RNNCache cache = None
+    if training:
+        cache = _new_rnn_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
+    _rnn_forward(kernel_settings(), T, y, h_n, cache, ax, a_h0, a_ih, a_hh, a_bias, a_lengths)
+    if cache is not None:
+        cache.freeze()
+    return y, h_n, cache
+
+
+def rnn_cell(x_t, h, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
+    """One inference step of a vanilla RNN: x_t, h -> h1 (torch.nn.RNNCell's step).
+
+    ::
+
+        h1 = tanh(x_t @ w_ih.T + h @ w_hh.T + bias)
+
+    The streaming path: no cache, nothing kept between calls, the same bits as the step of
+    ``rnn_forward(x_t[None], w_ih, w_hh, bias, h, training=False)``; same rules as
+    rnn_forward.
+
+    Parameters
+    ----------
+    x_t : ndarray, shape (B, I)
+        The input of this step.
+    h : ndarray, shape (B, H)
+        The state before the step.
+    w_ih : ndarray, shape (H, I)
+        Input weights.
+    w_hh : ndarray, shape (H, H)
+        Recurrent weights.
+    bias : ndarray, shape (H,), optional
+        b_ih + b_hh, or None for no bias.
+    nonlinearity : {"tanh"}, default "tanh"
+        The only one the kernels implement.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        The state after the step.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x_t's.
+    ValueError
+        For a wrong number of axes or a wrong size, or another nonlinearity.
+    """
+    if nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity must be 'tanh' (the only one the kernels implement), "
+                         f"got {nonlinearity!r}")
+    cdef cnp.ndarray ax, a_h, a_ih, a_hh, a_bias
+    ax, a_h, a_ih, a_hh, a_bias, _ = step_input(x_t, h, w_ih, w_hh, bias, 1, "h")
+    cdef cnp.ndarray h1 = empty((ax.shape[0], a_hh.shape[1]), cnp.PyArray_TYPE(ax))
+    # One inference step of the sequence driver on one thread (x_t (B, I) is x (1, B, I)),
+    # whose running state ends as h1: a step of the cell and a step of the sequence give the
+    # same bits.
+    cdef lstm_settings settings = kernel_settings()[0]
+    settings.threads = 1
+    _rnn_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_bias, None)
+    return h1
+
+
+def rnn_backward(cache, dy=None, dh_n=None):
+    """Gradients of a loss through one training-mode rnn_forward call.
+
+    Parameters
+    ----------
+    cache : RNNCache
+        From rnn_forward(..., training=True).
+    dy : ndarray, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : ndarray, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    RNNGrads
+        (dx, dw_ih, dw_hh, dbias, dh0), in the forward's dtype; dbias is None when the
+        forward had no bias (it is also the gradient of b_ih and of b_hh).
+
+    Raises
+    ------
+    TypeError
+        For a cache that is not an RNNCache, or a gradient of another dtype.
+    ValueError
+        For a gradient of the wrong shape.
+    """
+    if not isinstance(cache, RNNCache) or (<RNNCache>cache).x is None:
+        raise TypeError(
+            "cache must be the RNNCache returned by rnn_forward(..., training=True), "
+            f"got {type(cache).__name__}"
+        )
+    cdef RNNCache c = <RNNCache>cache
+    cdef int typenum = c.typenum
+    cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
+    cdef cnp.ndarray a_dy, a_dh_n
+    a_dy, a_dh_n = gradients_in(dy, dh_n, typenum, T, B, H)
+    cdef cnp.ndarray dx = empty((T, B, I), typenum)
+    cdef cnp.ndarray dw_ih = zeros((H, I), typenum)
+    cdef cnp.ndarray dw_hh = zeros((H, H), typenum)
+    cdef cnp.ndarray dbias = zeros((H,), typenum) if c.has_bias else None
+    cdef cnp.ndarray dh0 = empty((B, H), typenum)
+    cdef lstm_plan plan
+    lstm_plan_backward_cell(&plan, kernel_settings(), 1, <int>T, <int>B, <int>I, <int>H,
+                            cnp.PyArray_ITEMSIZE(c.x))
+    workspace = take_workspace(plan.workspace, typenum)
+    _run_backward(&plan, c, &c.c32, &c.c64, a_dy, a_dh_n, None, dx, dw_ih, dw_hh, dbias, dh0,
+                  None, workspace)
+    give_workspace(workspace)
+    return RNNGrads(dx, dw_ih, dw_hh, dbias, dh0)

@@ -1,5 +1,4 @@
-# Stub of the compiled module lstm_core._rnn (_rnn.pyx): the vanilla RNN's and the GRU's
-# Cython boundaries.
+# Stub of the compiled module lstm_core._rnn (_rnn.pyx): the GRU's Cython boundary.
 
 from typing import Literal, final, overload
 
@@ -8,16 +7,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
-from lstm_core.reference import GRUGrads, RNNGrads
-
-@final
-class RNNCache(SequenceCache):
-    @property
-    def h(self) -> FloatArray: ...
-    @property
-    def has_bias(self) -> bool: ...
-    # Raises TypeError: only the forward function of the cell creates caches.
-    def __init__(self, *args: object, **kwargs: object) -> None: ...
+from lstm_core.reference import GRUGrads
 
 @final
 class GRUCache(SequenceCache):
@@ -34,42 +24,6 @@ class GRUCache(SequenceCache):
     # Raises TypeError: only the forward function of the cell creates caches.
     def __init__(self, *args: object, **kwargs: object) -> None: ...
 
-@overload
-def rnn_forward(
-    x: FloatArray,
-    w_ih: FloatArray,
-    w_hh: FloatArray,
-    bias: FloatArray | None = None,
-    h0: FloatArray | None = None,
-    *,
-    training: Literal[True] = True,
-    lengths: ArrayLike | None = None,
-) -> tuple[FloatArray, FloatArray, RNNCache]: ...
-@overload
-def rnn_forward(
-    x: FloatArray,
-    w_ih: FloatArray,
-    w_hh: FloatArray,
-    bias: FloatArray | None = None,
-    h0: FloatArray | None = None,
-    *,
-    training: Literal[False],
-    lengths: ArrayLike | None = None,
-) -> tuple[FloatArray, FloatArray, None]: ...
-@overload
-def rnn_forward(
-    x: FloatArray,
-    w_ih: FloatArray,
-    w_hh: FloatArray,
-    bias: FloatArray | None = None,
-    h0: FloatArray | None = None,
-    *,
-    training: bool = True,
-    lengths: ArrayLike | None = None,
-) -> tuple[FloatArray, FloatArray, RNNCache | None]: ...
-def rnn_backward(
-    cache: RNNCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
-) -> RNNGrads: ...
 @overload
 def gru_forward(
     x: FloatArray,
@@ -109,15 +63,6 @@ def gru_forward(
 def gru_backward(
     cache: GRUCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
 ) -> GRUGrads: ...
-def rnn_cell(
-    x_t: FloatArray,
-    h: FloatArray,
-    w_ih: FloatArray,
-    w_hh: FloatArray,
-    bias: FloatArray | None = None,
-    *,
-    nonlinearity: Literal["tanh"] = "tanh",
-) -> FloatArray: ...
 def gru_cell(
     x_t: FloatArray,
     h: FloatArray,

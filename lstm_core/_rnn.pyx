@@ -1,5 +1,5 @@
-# The Cython boundary of the vanilla RNN (tanh) and the GRU: rnn_forward, rnn_backward,
-# rnn_cell, gru_forward, gru_backward, gru_cell.
+# The Cython boundary of the GRU: gru_forward, gru_backward, gru_cell (the vanilla RNN runs on
+# the LSTM's driver, in _lstm.pyx).
 #
 # The same rules as lstm_core._lstm, through the same checks (lstm_core._boundary): each call
 # validates once (TypeError for dtypes, ValueError for shapes, naming the argument), copies a
@@ -8,20 +8,19 @@
 
 cimport cython
 cimport numpy as cnp
-from libc.limits cimport INT_MAX
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._boundary cimport (
     INFERENCE_CHUNK_ROWS, SequenceCache, checked, contiguous, data_of, empty, expect_shape,
-    flush_subnormals, give_workspace, inference_chunk, lengths_of, require_fit,
-    restore_float_env, sequence, shape_of, state, take_workspace, weights, zeros,
+    flush_subnormals, give_workspace, gradients_in, inference_chunk, lengths_of, require_fit,
+    restore_float_env, sequence, state, step_input, take_workspace, weights, zeros,
 )
 from lstm_core._rnn_kernels cimport (
     gru_backward_f32, gru_backward_f64, gru_cache_f32, gru_cache_f64, gru_forward_f32,
-    gru_forward_f64, rnn_backward_f32, rnn_backward_f64, rnn_forward_f32, rnn_forward_f64,
+    gru_forward_f64,
 )
 
-from lstm_core.reference import GRUGrads, RNNGrads
+from lstm_core.reference import GRUGrads
 
 cnp.import_array()
 
@@ -39,322 +38,6 @@ cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, s
     cdef cnp.ndarray arr = checked(value, name, 1, f"({meaning},)", typenum, "x")
     expect_shape(arr, name, f"({meaning},)", size)
     return arr
-
-
-cdef tuple _gradients_in(object dy, object dh_n, int typenum, Py_ssize_t T, Py_ssize_t B,
-                         Py_ssize_t H):
-    """dy (T, B, H) and dh_n (B, H), each checked and contiguous, or None."""
-    cdef cnp.ndarray a_dy = None
-    if dy is not None:
-        a_dy = checked(dy, "dy", 3, "(T, B, H)", typenum, "cache")
-        expect_shape(a_dy, "dy", "(T, B, H) of the forward call", T, B, H)
-    cdef cnp.ndarray a_dh_n = state(dh_n, "dh_n", typenum, B, H, "cache", True)
-    return contiguous(a_dy), contiguous(a_dh_n)
-
-
-cdef tuple _step_input(object x_t, object h, object w_ih, object w_hh, object bias, int gates,
-                       str order):
-    """The checked one-step arguments of rnn_cell (gates 1, bias summed) and gru_cell (gates 3,
-    bias None: its two biases are checked apart): x_t (B, I), h (B, H), the weights and the
-    bias, each contiguous, and H."""
-    cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t B = ax.shape[0]
-    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, ax.shape[1], "x_t", gates, order)
-    cdef cnp.ndarray a_h = state(h, "h", typenum, B, H, "x_t", False)
-    if B > INT_MAX:
-        raise ValueError(f"x_t of shape {shape_of(ax)} is too large: B must be at most {INT_MAX}")
-    return (contiguous(ax), contiguous(a_h), contiguous(a_ih), contiguous(a_hh),
-            contiguous(a_bias), H)
-
-
-# ----------------------------------------------------------------------------- RNN
-
-@cython.final
-cdef class RNNCache(SequenceCache):
-    """What rnn_backward needs from one training-mode rnn_forward call.
-
-    The inputs of the call (x, w_ih, w_hh: the arrays passed in when already contiguous) and,
-    read-only, the hidden states.  Usable by any number of rnn_backward calls; only
-    rnn_forward creates them.
-
-    Attributes
-    ----------
-    x : ndarray, shape (T, B, I)
-        The forward's input.
-    w_ih : ndarray, shape (H, I)
-        The forward's input weights.
-    w_hh : ndarray, shape (H, H)
-        The forward's recurrent weights.
-    lengths : ndarray of C int, shape (B,), or None
-        The forward's lengths.
-    h : ndarray, shape (T+1, B, H)
-        h[0] = h0, h[t+1] = h_t (carried past a sequence's length).
-    has_bias : bool
-        Whether the forward had a bias.
-    """
-
-    cdef readonly bint has_bias
-
-    def __init__(self):
-        raise TypeError("RNNCache objects are created by rnn_forward(..., training=True)")
-
-    def _biases(self):
-        return f"bias={bool(self.has_bias)}"
-
-    @property
-    def h(self):
-        return self.activations[0]
-
-
-cdef void _rnn_forward_c(real *y, cnp.ndarray h_n, cnp.ndarray h_cache, cnp.ndarray work,
-                         cnp.ndarray x, cnp.ndarray h0, cnp.ndarray w_ih, cnp.ndarray w_hh,
-                         cnp.ndarray bias, cnp.ndarray lengths, int T, int B, int I, int H,
-                         int chunk):
-    """The whole forward in C with the GIL released; every array valid and allocated."""
-    cdef real *p_h_n = <real *>data_of(h_n)
-    cdef real *p_cache = <real *>data_of(h_cache)
-    cdef real *p_work = <real *>data_of(work)
-    cdef const real *p_x = <const real *>data_of(x)
-    cdef const real *p_h0 = <const real *>data_of(h0)
-    cdef const real *p_ih = <const real *>data_of(w_ih)
-    cdef const real *p_hh = <const real *>data_of(w_hh)
-    cdef const real *p_bias = <const real *>data_of(bias)
-    cdef const int *p_lengths = <const int *>data_of(lengths)
-    with nogil:
-        saved_env = flush_subnormals()
-        if real is float:
-            rnn_forward_f32(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
-                            p_lengths, T, B, I, H, chunk, gemm_f32)
-        else:
-            rnn_forward_f64(y, p_h_n, p_cache, p_work, p_x, p_h0, p_ih, p_hh, p_bias,
-                            p_lengths, T, B, I, H, chunk, gemm_f64)
-        restore_float_env(saved_env)
-
-
-cdef void _rnn_backward_c(real *dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh, cnp.ndarray dbias,
-                          cnp.ndarray dh0, cnp.ndarray dz, cnp.ndarray dy, cnp.ndarray dh_n,
-                          RNNCache cache, int T, int B, int I, int H):
-    cdef real *p_dw_ih = <real *>data_of(dw_ih)
-    cdef real *p_dw_hh = <real *>data_of(dw_hh)
-    cdef real *p_dbias = <real *>data_of(dbias)
-    cdef real *p_dh0 = <real *>data_of(dh0)
-    cdef real *p_dz = <real *>data_of(dz)
-    cdef const real *p_dy = <const real *>data_of(dy)
-    cdef const real *p_dh_n = <const real *>data_of(dh_n)
-    cdef const real *p_h = <const real *>data_of(cache.h)
-    cdef const real *p_x = <const real *>data_of(cache.x)
-    cdef const real *p_ih = <const real *>data_of(cache.w_ih)
-    cdef const real *p_hh = <const real *>data_of(cache.w_hh)
-    cdef const int *p_lengths = <const int *>data_of(cache.lengths)
-    with nogil:
-        saved_env = flush_subnormals()
-        if real is float:
-            rnn_backward_f32(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
-                             p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f32)
-        else:
-            rnn_backward_f64(dx, p_dw_ih, p_dw_hh, p_dbias, p_dh0, p_dz, p_dy, p_dh_n, p_h,
-                             p_x, p_ih, p_hh, p_lengths, T, B, I, H, gemm_f64)
-        restore_float_env(saved_env)
-
-
-def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=None):
-    """Run a one-layer vanilla RNN (tanh) over a whole sequence: torch.nn.RNN's cell.
-
-    ::
-
-        h_t = tanh(x_t @ w_ih.T + h_{t-1} @ w_hh.T + bias)
-
-    All arrays float32, or all float64.  Inputs are never modified; the GIL is released
-    while the kernels run.
-
-    Parameters
-    ----------
-    x : ndarray, shape (T, B, I)
-        The input sequence, time-major.
-    w_ih : ndarray, shape (H, I)
-        Input weights.
-    w_hh : ndarray, shape (H, H)
-        Recurrent weights.
-    bias : ndarray, shape (H,), optional
-        b_ih + b_hh, or None for no bias.
-    h0 : ndarray, shape (B, H), optional
-        Initial state; None for zeros.
-    training : bool, default True
-        Keep what rnn_backward needs; False keeps nothing per step.
-    lengths : array_like of int, shape (B,), optional
-        Integers in [0, T] or None, exactly as lstm_forward's.
-
-    Returns
-    -------
-    y : ndarray, shape (T, B, H)
-        The hidden state of every step.
-    h_n : ndarray, shape (B, H)
-        The final state.
-    cache : RNNCache or None
-        What rnn_backward needs; None when training is False.
-
-    Raises
-    ------
-    TypeError
-        For an argument that is not a float32/float64 numpy array or whose dtype differs
-        from x's (the message names the argument).
-    ValueError
-        For a wrong number of axes or a wrong size, or lengths out of range (the message
-        names the argument with the expected and the actual shape).
-    MemoryError
-        When the outputs and the cache would need more memory than the machine has.
-    """
-    cdef cnp.ndarray ax = sequence(x)
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
-    cdef cnp.ndarray a_ih, a_hh, a_bias
-    cdef Py_ssize_t H
-    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 1, "h")
-    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
-    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
-    # y, h_n; training: h for T+1 steps; inference: the chunk's workspace (Python ints)
-    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_bias, "bias"), (a_h0, "h0")),
-                T * B * H + 2 * B * H + ((T + 1) * B * H if training
-                                         else INFERENCE_CHUNK_ROWS * H),
-                ax, "the outputs" + (" and the training cache" if training else ""))
-    ax, a_ih, a_hh, a_bias = contiguous(ax), contiguous(a_ih), contiguous(a_hh), contiguous(a_bias)
-    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
-    cdef cnp.ndarray y = empty((T, B, H), typenum)
-    cdef cnp.ndarray h_n = empty((B, H), typenum)
-    cdef cnp.ndarray h_cache = None, work = None
-    cdef RNNCache cache = None
-    cdef int chunk = 1
-    if training:
-        cache = RNNCache.__new__(RNNCache)
-        cache.keep(ax, a_ih, a_hh, a_lengths, typenum, ((T + 1, B, H),))
-        cache.has_bias = a_bias is not None
-        h_cache = cache.h
-    else:
-        chunk = inference_chunk(T, B)
-        work = take_workspace(chunk * B * H, typenum)
-    if typenum == cnp.NPY_FLOAT:
-        _rnn_forward_c(<float *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
-                       a_lengths, T, B, I, H, chunk)
-    else:
-        _rnn_forward_c(<double *>data_of(y), h_n, h_cache, work, ax, a_h0, a_ih, a_hh, a_bias,
-                       a_lengths, T, B, I, H, chunk)
-    give_workspace(work)
-    if cache is not None:
-        cache.freeze()
-    return y, h_n, cache
-
-
-def rnn_cell(x_t, h, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
-    """One inference step of a vanilla RNN: x_t, h -> h1 (torch.nn.RNNCell's step).
-
-    ::
-
-        h1 = tanh(x_t @ w_ih.T + h @ w_hh.T + bias)
-
-    The streaming path: no cache, nothing kept between calls, the same bits as the step of
-    ``rnn_forward(x_t[None], w_ih, w_hh, bias, h, training=False)``; same rules as
-    rnn_forward.
-
-    Parameters
-    ----------
-    x_t : ndarray, shape (B, I)
-        The input of this step.
-    h : ndarray, shape (B, H)
-        The state before the step.
-    w_ih : ndarray, shape (H, I)
-        Input weights.
-    w_hh : ndarray, shape (H, H)
-        Recurrent weights.
-    bias : ndarray, shape (H,), optional
-        b_ih + b_hh, or None for no bias.
-    nonlinearity : {"tanh"}, default "tanh"
-        The only one the kernels implement.
-
-    Returns
-    -------
-    h1 : ndarray, shape (B, H)
-        The state after the step.
-
-    Raises
-    ------
-    TypeError
-        For an argument that is not a float32/float64 numpy array or whose dtype differs
-        from x_t's.
-    ValueError
-        For a wrong number of axes or a wrong size, or another nonlinearity.
-    """
-    if nonlinearity != "tanh":
-        raise ValueError(f"nonlinearity must be 'tanh' (the only one the kernels implement), "
-                         f"got {nonlinearity!r}")
-    cdef cnp.ndarray ax, a_h, a_ih, a_hh, a_bias
-    cdef Py_ssize_t H
-    ax, a_h, a_ih, a_hh, a_bias, H = _step_input(x_t, h, w_ih, w_hh, bias, 1, "h")
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
-    cdef cnp.ndarray h1 = empty((B, H), typenum)
-    # One inference step of the sequence driver (x_t (B, I) is x (1, B, I)), whose running
-    # state ends as h1: a step of the cell and a step of the sequence give the same bits.
-    cdef cnp.ndarray work = take_workspace(B * H, typenum)
-    if typenum == cnp.NPY_FLOAT:
-        _rnn_forward_c[float](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_bias, None, 1, B,
-                       I, H, 1)
-    else:
-        _rnn_forward_c[double](NULL, h1, None, work, ax, a_h, a_ih, a_hh, a_bias, None, 1, B,
-                       I, H, 1)
-    give_workspace(work)
-    return h1
-
-
-def rnn_backward(cache, dy=None, dh_n=None):
-    """Gradients of a loss through one training-mode rnn_forward call.
-
-    Parameters
-    ----------
-    cache : RNNCache
-        From rnn_forward(..., training=True).
-    dy : ndarray, shape (T, B, H), optional
-        dL/dy; None means zero.
-    dh_n : ndarray, shape (B, H), optional
-        dL/dh_n; None means zero.
-
-    Returns
-    -------
-    RNNGrads
-        (dx, dw_ih, dw_hh, dbias, dh0), in the forward's dtype; dbias is None when the
-        forward had no bias (it is also the gradient of b_ih and of b_hh).
-
-    Raises
-    ------
-    TypeError
-        For a cache that is not an RNNCache, or a gradient of another dtype.
-    ValueError
-        For a gradient of the wrong shape.
-    """
-    if not isinstance(cache, RNNCache) or (<RNNCache>cache).x is None:
-        raise TypeError(
-            "cache must be the RNNCache returned by rnn_forward(..., training=True), "
-            f"got {type(cache).__name__}"
-        )
-    cdef RNNCache c = <RNNCache>cache
-    cdef int typenum = c.typenum
-    cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
-    cdef cnp.ndarray a_dy, a_dh_n
-    a_dy, a_dh_n = _gradients_in(dy, dh_n, typenum, T, B, H)
-    cdef cnp.ndarray dx = empty((T, B, I), typenum)
-    cdef cnp.ndarray dw_ih = zeros((H, I), typenum)
-    cdef cnp.ndarray dw_hh = zeros((H, H), typenum)
-    cdef cnp.ndarray dbias = zeros((H,), typenum) if c.has_bias else None
-    cdef cnp.ndarray dh0 = empty((B, H), typenum)
-    cdef cnp.ndarray dz = take_workspace(T * B * H, typenum)  # [T,B,H]
-    if typenum == cnp.NPY_FLOAT:
-        _rnn_backward_c(<float *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
-                        T, B, I, H)
-    else:
-        _rnn_backward_c(<double *>data_of(dx), dw_ih, dw_hh, dbias, dh0, dz, a_dy, a_dh_n, c,
-                        T, B, I, H)
-    give_workspace(dz)
-    return RNNGrads(dx, dw_ih, dw_hh, dbias, dh0)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -616,7 +299,7 @@ def gru_cell(x_t, h, w_ih, w_hh, b_ih=None, b_hh=None):
     """
     cdef cnp.ndarray ax, a_h, a_ih, a_hh
     cdef Py_ssize_t H
-    ax, a_h, a_ih, a_hh, _, H = _step_input(x_t, h, w_ih, w_hh, None, 3, "r, z, n")
+    ax, a_h, a_ih, a_hh, _, H = step_input(x_t, h, w_ih, w_hh, None, 3, "r, z, n")
     cdef int typenum = cnp.PyArray_TYPE(ax)
     cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
     cdef cnp.ndarray a_b_ih = contiguous(_vector(b_ih, "b_ih", typenum, 3 * H, "3H"))
@@ -669,7 +352,7 @@ def gru_backward(cache, dy=None, dh_n=None):
     cdef int typenum = c.typenum
     cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
     cdef cnp.ndarray a_dy, a_dh_n
-    a_dy, a_dh_n = _gradients_in(dy, dh_n, typenum, T, B, H)
+    a_dy, a_dh_n = gradients_in(dy, dh_n, typenum, T, B, H)
     cdef cnp.ndarray dx = empty((T, B, I), typenum)
     cdef cnp.ndarray dw_ih = zeros((3 * H, I), typenum)
     cdef cnp.ndarray dw_hh = zeros((3 * H, H), typenum)

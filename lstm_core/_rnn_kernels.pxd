@@ -12,14 +12,6 @@ cdef extern from "rnn_core.h" nogil:
         double *hn
         double *h
 
-    void rnn_cell_forward_f32(float *y, float *h, float *z, const float *h_prev, const float *bias, const int *lengths, int t, int B, int H)
-    void rnn_cell_forward_f64(double *y, double *h, double *z, const double *h_prev, const double *bias, const int *lengths, int t, int B, int H)
-    void rnn_cell_backward_f32(float *dz, float *dh, const float *dy, const float *h, const int *lengths, int t, int B, int H)
-    void rnn_cell_backward_f64(double *dz, double *dh, const double *dy, const double *h, const int *lengths, int t, int B, int H)
-    void rnn_forward_f32(float *y, float *h_n, float *h_cache, float *work, const float *x, const float *h0, const float *w_ih, const float *w_hh, const float *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f32 gemm)
-    void rnn_forward_f64(double *y, double *h_n, double *h_cache, double *work, const double *x, const double *h0, const double *w_ih, const double *w_hh, const double *bias, const int *lengths, int T, int B, int In, int H, int chunk, lstm_gemm_f64 gemm)
-    void rnn_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0, float *dz, const float *dy, const float *dh_n, const float *h_cache, const float *x, const float *w_ih, const float *w_hh, const int *lengths, int T, int B, int In, int H, lstm_gemm_f32 gemm)
-    void rnn_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0, double *dz, const double *dy, const double *dh_n, const double *h_cache, const double *x, const double *w_ih, const double *w_hh, const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm)
     void gru_cell_forward_f32(float *y, float *h, float *hn, float *gates, float *gh, const float *b_ih, const float *b_hh, const int *lengths, int t, int B, int H)
     void gru_cell_forward_f64(double *y, double *h, double *hn, double *gates, double *gh, const double *b_ih, const double *b_hh, const int *lengths, int t, int B, int H)
     void gru_cell_backward_f32(float *dgi, float *dgh, float *dh, const float *dy, const float *gates, const float *hn, const float *h_prev, const int *lengths, int t, int B, int H)

@@ -5,8 +5,8 @@ import numpy as np
 
 from lstm_core._kernels cimport (
     LSTM_PROJECT_GEMM, LSTM_PROJECT_MERGED, LSTM_PROJECT_PACKED, LSTM_SPLIT_AUTO,
-    LSTM_SPLIT_COLUMNS, LSTM_SPLIT_ROWS, lstm_loop_parts, lstm_plan, lstm_plan_backward,
-    lstm_plan_forward,
+    LSTM_SPLIT_COLUMNS, LSTM_SPLIT_ROWS, lstm_loop_parts, lstm_plan, lstm_plan_backward_cell,
+    lstm_plan_forward_cell,
 )
 from lstm_core._threads cimport kernel_settings
 
@@ -14,9 +14,10 @@ _PROJECTIONS = {LSTM_PROJECT_GEMM: "gemm", LSTM_PROJECT_PACKED: "packed",
                 LSTM_PROJECT_MERGED: "merged"}
 
 
-def lstm_plan_of(T, B, I, H, dtype, *, training=True, backward=False, threads=None):
+def lstm_plan_of(T, B, I, H, dtype, *, training=True, backward=False, threads=None, gates=4):
     """The plan (src/include/lstm_plan.h) of lstm_forward, or of lstm_backward, for these
-    sizes, as a dict; threads: as if set_num_threads(threads) (None: the current count)."""
+    sizes, as a dict; threads: as if set_num_threads(threads) (None: the current count);
+    gates: 4 the LSTM, 1 the vanilla RNN."""
     cdef lstm_plan plan
     settings = kernel_settings()
     saved = settings.threads
@@ -25,9 +26,9 @@ def lstm_plan_of(T, B, I, H, dtype, *, training=True, backward=False, threads=No
     try:
         itemsize = np.dtype(dtype).itemsize
         if backward:
-            lstm_plan_backward(&plan, settings, T, B, I, H, itemsize)
+            lstm_plan_backward_cell(&plan, settings, gates, T, B, I, H, itemsize)
         else:
-            lstm_plan_forward(&plan, settings, T, B, I, H, itemsize, training)
+            lstm_plan_forward_cell(&plan, settings, gates, T, B, I, H, itemsize, training)
     finally:
         settings.threads = saved
     return {"parts": plan.parts, "by_rows": bool(plan.by_rows), "packed": bool(plan.packed),

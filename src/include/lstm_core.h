@@ -9,6 +9,14 @@
  *   Sizes are int because the BLAS takes int; the caller guarantees that every GEMM
  *   dimension (T*B, G, I, H) fits in an int.  Offsets are computed in ptrdiff_t.
  *
+ * The cells.  The drivers run the cell their plan names (lstm_plan.h, gates):
+ *   the LSTM (gates = 4) and the vanilla RNN (gates = 1, torch.nn.RNN with tanh):
+ *     RNN:  h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + bias)       [B,H], G = H
+ *   w_ih [H,I], w_hh [H,H], bias [H] = b_ih + b_hh.  The RNN has no cell state: it leaves
+ *   c0, c_n, dc_n and dc0 NULL, and its cache holds only h (gates, c, tanh_c NULL); in
+ *   training the forward writes each step's z into h's slot t + 1 and activates it there.
+ *   The rest of this header says "LSTM" for both.
+ *
  * Gate order along the G axis: i, f, g, o (input, forget, cell candidate, output).
  *     z   = x_t w_ih^T + h_{t-1} w_hh^T + bias            [B,G]
  *     i = sigma(z_i)  f = sigma(z_f)  g = tanh(z_g)  o = sigma(z_o)

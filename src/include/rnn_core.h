@@ -1,5 +1,6 @@
 /*
- * rnn_core.h -- the contract of the vanilla RNN (tanh) and GRU kernels.
+ * rnn_core.h -- the contract of the GRU kernels (the vanilla RNN runs on the LSTM's drivers,
+ * lstm_core.h).
  *
  * NOTES
  *
@@ -8,10 +9,6 @@
  * overwrite versus accumulate (weight and bias gradients are ACCUMULATED, the rest
  * overwritten), aliasing (only the pairs named "may alias"), the GEMM callback, precision,
  * threads and variable lengths holds here too; this header states only what differs.
- *
- * RNN (torch.nn.RNN, nonlinearity 'tanh'), G = H rows:
- *     h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + bias)          [B,H]
- *   w_ih [H,I], w_hh [H,H]; bias [H] is b_ih + b_hh (one summed bias, as for the LSTM).
  *
  * GRU (torch.nn.GRU), G = 3H rows, gate order r, z, n (reset, update, new):
  *     gi = x_t w_ih^T        gh = h_{t-1} w_hh^T                 [B,3H]
@@ -24,9 +21,8 @@
  *   reset product, so the biases cannot be summed.  gh is kept apart from gi for the same
  *   reason (one recurrent GEMM per step into a [B,3H] workspace).
  *
- * Backward.  With dz the gradient of a pre-activation, the RNN has one, dz = dL/d(h_t before
- *   tanh), feeding dx, dw_ih, dw_hh, dbias and dh_{t-1} alike.  The GRU has two that differ
- *   in their n block only:
+ * Backward.  With dz the gradient of a pre-activation, the GRU has two that differ in their
+ *   n block only:
  *     dgi = [dr, dz, dn]        (gradient of gi + b_ih: feeds dx, dw_ih, db_ih)
  *     dgh = [dr, dz, dn * r]    (gradient of gh + b_hh: feeds dh_{t-1}, dw_hh, db_hh)
  *   where dr, dz, dn are the gradients of the three pre-activations.
@@ -40,93 +36,6 @@
 #include <stddef.h>
 
 #include "lstm_plan.h" /* lstm_gemm_f32, lstm_gemm_f64 */
-
-/* ------------------------------------------------------------------------------- RNN */
-
-/*
- * rnn_cell_forward: the fused pointwise part of step t, for B rows.
- *
- *   y      [B,H]  out     h_t on active rows, 0 on the others; NULL: not written
- *   h      [B,H]  out     h_t (h_prev on inactive rows); may alias h_prev or z
- *   z      [B,H]  in/out  in: x_t w_ih^T + h_{t-1} w_hh^T (no bias); out: clobbered
- *   h_prev [B,H]  in      h_{t-1}
- *   bias   [H]    in      NULL: no bias
- *   lengths [B], t        which rows are active
- */
-void rnn_cell_forward_f32(float *y, float *h, float *z, const float *h_prev, const float *bias,
-                          const int *lengths, int t, int B, int H);
-void rnn_cell_forward_f64(double *y, double *h, double *z, const double *h_prev,
-                          const double *bias, const int *lengths, int t, int B, int H);
-
-/*
- * rnn_cell_backward: the fused pointwise part of backward step t.
- *
- *   dz     [B,H]  out     dL/dz of step t (0 on inactive rows)
- *   dh     [B,H]  in/out  in: dL/dh_t from later steps (or dh_n), without dy; out: 0 on
- *                         active rows, unchanged on inactive ones.  The caller completes
- *                         dL/dh_{t-1} with dh += dz @ w_hh.
- *   dy     [B,H]  in      dL/dy_t; NULL: zero
- *   h      [B,H]  in      h_t (its cache slot h[t+1])
- *   lengths [B], t
- */
-void rnn_cell_backward_f32(float *dz, float *dh, const float *dy, const float *h,
-                           const int *lengths, int t, int B, int H);
-void rnn_cell_backward_f64(double *dz, double *dh, const double *dy, const double *h,
-                           const int *lengths, int t, int B, int H);
-
-/*
- * rnn_forward: a whole sequence.  Training mode when h_cache != NULL, inference otherwise.
- *
- *   y       [T,B,H]    out  h_t of every step, 0 past each row's length; NULL (inference
- *                           only): not written
- *   h_n     [B,H]      out  each row's h at its length; inference: the running h
- *   h_cache [T+1,B,H]  out  training: h[0] = h0, h[t+1] = h_t (carried past the length);
- *                           its slots 1..T first receive the input projection of all T
- *                           steps (one GEMM).  NULL: inference
- *   work    [chunk*B*H]     inference only: the input projection of `chunk` steps at a
- *                           time; NULL in training
- *   x       [T,B,I]    in
- *   h0      [B,H]      in
- *   w_ih    [H,I]      in
- *   w_hh    [H,H]      in
- *   bias    [H]        in   NULL: no bias
- *   lengths [B]        in   NULL: all T steps
- *   chunk              inference: steps per input GEMM, >= 1 (ignored in training)
- */
-void rnn_forward_f32(float *y, float *h_n, float *h_cache, float *work, const float *x,
-                     const float *h0, const float *w_ih, const float *w_hh, const float *bias,
-                     const int *lengths, int T, int B, int In, int H, int chunk,
-                     lstm_gemm_f32 gemm);
-void rnn_forward_f64(double *y, double *h_n, double *h_cache, double *work, const double *x,
-                     const double *h0, const double *w_ih, const double *w_hh,
-                     const double *bias, const int *lengths, int T, int B, int In, int H,
-                     int chunk, lstm_gemm_f64 gemm);
-
-/*
- * rnn_backward: backpropagation through a whole sequence.
- *
- *   dx      [T,B,I]    out  overwritten
- *   dw_ih   [H,I]      out  ACCUMULATED
- *   dw_hh   [H,H]      out  ACCUMULATED
- *   dbias   [H]        out  ACCUMULATED; NULL: not computed
- *   dh0     [B,H]      out  overwritten; also the running dL/dh during the loop
- *   dz      [T,B,H]    work dL/dz of every step
- *   dy      [T,B,H]    in   NULL: zero
- *   dh_n    [B,H]      in   NULL: zero
- *   h_cache [T+1,B,H]  in   filled by rnn_forward in training mode with the same inputs
- *   x       [T,B,I]    in
- *   w_ih    [H,I]      in
- *   w_hh    [H,H]      in
- *   lengths [B]        in   the lengths of the forward call (NULL: all T steps)
- */
-void rnn_backward_f32(float *dx, float *dw_ih, float *dw_hh, float *dbias, float *dh0,
-                      float *dz, const float *dy, const float *dh_n, const float *h_cache,
-                      const float *x, const float *w_ih, const float *w_hh, const int *lengths,
-                      int T, int B, int In, int H, lstm_gemm_f32 gemm);
-void rnn_backward_f64(double *dx, double *dw_ih, double *dw_hh, double *dbias, double *dh0,
-                      double *dz, const double *dy, const double *dh_n, const double *h_cache,
-                      const double *x, const double *w_ih, const double *w_hh,
-                      const int *lengths, int T, int B, int In, int H, lstm_gemm_f64 gemm);
 
 /* ------------------------------------------------------------------------------- GRU */
 

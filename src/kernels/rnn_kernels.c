@@ -1,5 +1,5 @@
 /*
- * rnn_kernels.c -- instantiates rnn_kernels.inc (vanilla RNN and GRU, rnn_core.h) for
+ * rnn_kernels.c -- instantiates rnn_kernels.inc (the GRU, rnn_core.h) for
  * float32 and float64.  The .inc undefines its macros at its end, ready for the next dtype.
  */
 #include <assert.h>

@@ -17,6 +17,7 @@ import pytest
 
 import lstm_core as lc
 from lstm_core import _testing
+from cell_problems import CellProblem
 from lstm_problems import TOLERANCE, Problem, assert_close
 from lstm_core import reference as ref
 
@@ -98,6 +99,44 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
         one = _testing.lstm_plan_of(T, B, I, H, dtype, threads=1)
         if name in FORWARD_OUTPUTS and one["projection"] == "merged":
             np.testing.assert_array_equal(results[2][name], value, err_msg=name)
+
+
+def rnn_everything(p, dtype, lengths):
+    """Every output of the vanilla RNN's training forward + backward and inference forward."""
+    cast = lambda a: a.astype(dtype)  # noqa: E731
+    args = (cast(p.x), cast(p.w_ih), cast(p.w_hh), cast(p.b_ih + p.b_hh), cast(p.h0))
+    y, h_n, cache = lc.rnn_forward(*args, lengths=lengths)
+    grads = lc.rnn_backward(cache, cast(p.dy), cast(p.dh_n))
+    yi, hi, _ = lc.rnn_forward(*args, training=False, lengths=lengths)
+    return {"y": y, "h_n": h_n, "h": cache.h, "y_inference": yi, "h_n_inference": hi,
+            **grads._asdict()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_rnn_runs_on_the_split_loop(threads, split, mode, dtype, with_lengths):
+    """The vanilla RNN runs on the LSTM's driver (one gate, plain panels of whole units): its
+    loops split by rows and by columns like the LSTM's, any two splits give the same bits,
+    and every output matches the float64 reference."""
+    T, B, I, H = 30, 24, 40, 160  # 5 panels of hidden units, 3 blocks of 8 rows
+    p = CellProblem("rnn", T, B, I, H, seed=5)
+    lengths = (np.arange(B) * 5) % (T + 1) if with_lengths else None
+    split(mode)
+    results = {}
+    for n in (2, 3):
+        threads(n)
+        for backward in (False, True):
+            plan = _testing.lstm_plan_of(T, B, I, H, dtype, backward=backward, gates=1)
+            assert plan["parts"] >= 2 and plan["by_rows"] == (mode == "rows"), plan
+        results[n] = rnn_everything(p, dtype, lengths)
+    for name, value in results[2].items():
+        if value is not None:
+            np.testing.assert_array_equal(results[3][name], value, err_msg=name)
+    y, h_n, cache = ref.rnn_forward(p.x, p.w_ih, p.w_hh, p.b_ih + p.b_hh, p.h0, lengths=lengths)
+    want = {"y": y, "h_n": h_n, **ref.rnn_backward(cache, p.dy, p.dh_n)._asdict()}
+    for name, value in want.items():
+        assert_close(results[2][name], value, name)
 
 
 def test_the_projection_is_chosen_where_it_pays():
