@@ -207,14 +207,14 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
             arr.flags.writeable = False
     cdef int G = <int>(4 * H)
     if typenum == cnp.NPY_FLOAT:
-        packed.ih_panels = lstm_panels_size_f32(<int>I, G, 1)
-        packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(<int>H, G, 1),),
+        packed.ih_panels = lstm_panels_size_f32(<int>I, G, 4)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(<int>H, G, 4),),
                               typenum)
         lstm_pack_weights_f32(<float *>data_of(packed.panels), <float *>data_of(packed.w_ih),
                               <float *>data_of(packed.w_hh), <int>I, <int>H)
     else:
-        packed.ih_panels = lstm_panels_size_f64(<int>I, G, 1)
-        packed.panels = empty((packed.ih_panels + lstm_panels_size_f64(<int>H, G, 1),),
+        packed.ih_panels = lstm_panels_size_f64(<int>I, G, 4)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f64(<int>H, G, 4),),
                               typenum)
         lstm_pack_weights_f64(<double *>data_of(packed.panels), <double *>data_of(packed.w_ih),
                               <double *>data_of(packed.w_hh), <int>I, <int>H)

@@ -11,12 +11,16 @@
 #define LSTM_PANEL_F32 32
 #define LSTM_PANEL_F64 16
 
-/* Panels of the packed copy of a K x N matrix, `panel` columns each: gate panels (gated,
- * N = 4H) come in pairs over panel/2 hidden units, plain ones take the columns in order. */
+/* Panels of the packed copy of a K x N matrix, `panel` columns each: gate panels (gated = the
+ * number of gates: 4 in pairs over panel/2 hidden units, 3 in threes over panel units), plain
+ * ones (gated = 0) take the columns in order. */
 static inline ptrdiff_t lstm_panels_count(ptrdiff_t N, int gated, ptrdiff_t panel)
 {
-    const ptrdiff_t units = panel / 2;
-    return gated ? (N / 4 + units - 1) / units * 2 : (N + panel - 1) / panel;
+    if (gated == 0) {
+        return (N + panel - 1) / panel;
+    }
+    const ptrdiff_t runs = gated == 4 ? 2 : 1, units = panel / runs;
+    return (N / gated + units - 1) / units * (gated / runs);
 }
 
 #endif /* LSTM_PANEL_SIZES_H */

@@ -140,8 +140,8 @@ LSTM_ARGUMENT_TYPES(double, f64)
  * once per call (each task of a split loop the panels it computes with) into panels of
  * PANEL columns (32 float32 or 16 float64, two 64-byte vectors), each K rows deep:
  *     packed[p][k][j] = W[k][column(p, j)], zero past the end.
- * Plain panels (gated = 0) take the columns in order: column(p, j) = p*PANEL + j.  Gate
- * panels (gated = 1, for the forward's products into z, N = G) come in pairs over U =
+ * Plain panels (gated = 0) take the columns in order: column(p, j) = p*PANEL + j.  The LSTM's
+ * gate panels (gated = 4, for the forward's products into z, N = G) come in pairs over U =
  * PANEL/2 hidden units: panel 2u holds gates i and f, panel 2u+1 gates g and o, of units
  * u*U .. u*U + U-1, so a pair computes every gate of whole units (lstm_panels.inc, Layout).
  * The plan (lstm_plan.h) uses it when a call runs at least 8 rows of products (T * B >= 8).
@@ -149,7 +149,7 @@ LSTM_ARGUMENT_TYPES(double, f64)
  * instruction set, as the BLAS's do; they do not depend on B or on the blocking).
  *
  *   lstm_panels_size: elements of the packed copy of a K x N matrix W, in gate panels
- *                     (gated, N a multiple of 4) or plain ones
+ *                     (gated = 4, N a multiple of 4) or plain ones (gated = 0)
  */
 ptrdiff_t lstm_panels_size_f32(int K, int N, int gated);
 ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
@@ -158,7 +158,7 @@ ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
  * lstm_pack_weights: w_ih.T and w_hh.T in gate panels, packed once for any number of
  * inference forwards (lc.pack_lstm), whose plans are then made prepacked.
  *
- *   panels     out  [lstm_panels_size(In, G, 1) + lstm_panels_size(H, G, 1)]: w_ih.T's
+ *   panels     out  [lstm_panels_size(In, G, 4) + lstm_panels_size(H, G, 4)]: w_ih.T's
  *                   panels, then w_hh.T's
  *   w_ih, w_hh in   [G,I], [G,H]
  */

@@ -81,8 +81,9 @@ int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flo
     return max_int(1, min_int(wanted, H / MIN_PART_COLUMNS));
 }
 
-/* Elements of a K x N matrix packed into panels of the plan's dtype: gate panels (gated)
- * for the LSTM's forward products, plain ones otherwise (lstm_panels.inc, Layout). */
+/* Elements of a K x N matrix packed into panels of the plan's dtype: gate panels (gated = the
+ * gate count) for the forward's products of a cell with several gates, plain ones
+ * (gated = 0) otherwise (lstm_panels.inc, Layout). */
 static ptrdiff_t panels_size(const lstm_plan *plan, int K, int N, int gated)
 {
     const ptrdiff_t panel = plan->itemsize == 4 ? LSTM_PANEL_F32 : LSTM_PANEL_F64;
@@ -117,7 +118,7 @@ void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, in
 void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T,
                             int B, int In, int H, int itemsize, int training)
 {
-    const int G = gates * H, gated = gates == 4;
+    const int G = gates * H, gated = gates == 1 ? 0 : gates;
     const double weight_bytes = (double)G * ((double)H + In) * itemsize;
     plan_problem(plan, settings, gates, T, B, In, H, itemsize);
     plan->training = training;
