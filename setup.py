@@ -79,7 +79,6 @@ extensions = [
                                      "src/threads/lstm_runner.c"]),
     extension("lstm_core._lstm", ["lstm_core/_lstm.pyx", "src/kernels/lstm_plan.c",
                                   "src/kernels/lstm_kernels.c", "src/threads/lstm_runner.c"]),
-    extension("lstm_core._rnn", ["lstm_core/_rnn.pyx", "src/kernels/rnn_kernels.c"]),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -42,8 +42,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results" / "mutation"
 # The three folders of the score and the files that make them.
 GROUPS = {
     "src": lambda p: p.startswith("src/") and p.endswith((".c", ".h", ".inc")),
-    "boundary": lambda p: p in ("lstm_core/_boundary.pyx", "lstm_core/_lstm.pyx",
-                                "lstm_core/_rnn.pyx"),
+    "boundary": lambda p: p in ("lstm_core/_boundary.pyx", "lstm_core/_lstm.pyx"),
     "training": lambda p: p in ("lstm_core/train.py", "lstm_core/optim.py",
                                 "lstm_core/layers.py"),
 }
@@ -66,8 +65,8 @@ def group_of(path):
 def target_files():
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*")
                    if p.is_file() and p.suffix in (".c", ".h", ".inc"))
-    files += [p for p in ("lstm_core/_boundary.pyx", "lstm_core/_lstm.pyx", "lstm_core/_rnn.pyx",
-                          "lstm_core/train.py", "lstm_core/optim.py", "lstm_core/layers.py")]
+    files += [p for p in ("lstm_core/_boundary.pyx", "lstm_core/_lstm.pyx", "lstm_core/train.py",
+                          "lstm_core/optim.py", "lstm_core/layers.py")]
     return [f for f in files if (ROOT / f).exists()]
 
 

@@ -59,8 +59,7 @@ autodoc_inherit_docstrings = False
 
 # The module each public name comes from -> its section in the API reference.
 API_SECTIONS = (
-    ("Functional API: LSTM and RNN (one driver)", ("lstm_core._lstm",)),
-    ("Functional API: GRU", ("lstm_core._rnn",)),
+    ("Functional API: LSTM, GRU and RNN", ("lstm_core._lstm",)),
     ("Gradients (named tuples)", ("lstm_core.reference",)),
     ("Threads and memory", ("lstm_core._threads", "lstm_core._boundary")),
     ("Layers", ("lstm_core.layers",)),

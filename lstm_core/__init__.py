@@ -71,8 +71,9 @@ __all__ = [
 ]
 
 # Vanilla RNN (tanh) and GRU: the same house, torch.nn.RNN's and torch.nn.GRU's conventions.
-from lstm_core._lstm import RNNCache, rnn_backward, rnn_cell, rnn_forward  # noqa: E402
-from lstm_core._rnn import GRUCache, gru_backward, gru_cell, gru_forward  # noqa: E402
+from lstm_core._lstm import (  # noqa: E402
+    GRUCache, RNNCache, gru_backward, gru_cell, gru_forward, rnn_backward, rnn_cell, rnn_forward,
+)
 from lstm_core.layers import GRU, RNN  # noqa: E402
 from lstm_core.reference import GRUGrads, RNNGrads  # noqa: E402
 

@@ -53,12 +53,14 @@ cdef extern from "lstm_core.h" nogil:
         const float *bias
         const float *w_ih_panels
         const float *w_hh_panels
+        const float *b_hh
     ctypedef struct lstm_weights_f64:
         const double *w_ih
         const double *w_hh
         const double *bias
         const double *w_ih_panels
         const double *w_hh_panels
+        const double *b_hh
     ctypedef struct lstm_outputs_f32:
         float *y
         float *h_n
@@ -72,11 +74,13 @@ cdef extern from "lstm_core.h" nogil:
         float *c
         float *tanh_c
         float *h
+        float *hn
     ctypedef struct lstm_cache_f64:
         double *gates
         double *c
         double *tanh_c
         double *h
+        double *hn
     ctypedef struct lstm_output_grads_f32:
         const float *dy
         const float *dh_n
@@ -92,6 +96,7 @@ cdef extern from "lstm_core.h" nogil:
         float *dbias
         float *dh0
         float *dc0
+        float *db_hh
     ctypedef struct lstm_grads_f64:
         double *dx
         double *dw_ih
@@ -99,6 +104,7 @@ cdef extern from "lstm_core.h" nogil:
         double *dbias
         double *dh0
         double *dc0
+        double *db_hh
 
     Py_ssize_t lstm_panels_size_f32(int K, int N, int gated)
     Py_ssize_t lstm_panels_size_f64(int K, int N, int gated)

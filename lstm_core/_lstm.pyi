@@ -1,4 +1,5 @@
-# Stub of the compiled module lstm_core._lstm (_lstm.pyx): the Cython boundary of the driver (LSTM, RNN).
+# Stub of the compiled module lstm_core._lstm (_lstm.pyx): the Cython boundary of the driver
+# (LSTM, GRU, RNN).
 
 from typing import Literal, final, overload
 
@@ -7,7 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
-from lstm_core.reference import LSTMGrads, RNNGrads
+from lstm_core.reference import GRUGrads, LSTMGrads, RNNGrads
 
 @final
 class LSTMCache(SequenceCache):
@@ -111,7 +112,7 @@ def pack_lstm(
     precision: Literal["float32", "float64", "bfloat16", "int8"] = "float32",
 ) -> PackedLSTM: ...
 
-# The vanilla RNN, on the same driver.
+# The vanilla RNN and the GRU, on the same driver.
 
 @final
 class RNNCache(SequenceCache):
@@ -166,4 +167,67 @@ def rnn_cell(
     bias: FloatArray | None = None,
     *,
     nonlinearity: Literal["tanh"] = "tanh",
+) -> FloatArray: ...
+
+@final
+class GRUCache(SequenceCache):
+    @property
+    def gates(self) -> FloatArray: ...
+    @property
+    def hn(self) -> FloatArray: ...
+    @property
+    def h(self) -> FloatArray: ...
+    @property
+    def has_b_ih(self) -> bool: ...
+    @property
+    def has_b_hh(self) -> bool: ...
+    # Raises TypeError: only the forward function of the cell creates caches.
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[True] = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, GRUCache]: ...
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: Literal[False],
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, None]: ...
+@overload
+def gru_forward(
+    x: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    h0: FloatArray | None = None,
+    *,
+    training: bool = True,
+    lengths: ArrayLike | None = None,
+) -> tuple[FloatArray, FloatArray, GRUCache | None]: ...
+def gru_backward(
+    cache: GRUCache, dy: FloatArray | None = None, dh_n: FloatArray | None = None
+) -> GRUGrads: ...
+def gru_cell(
+    x_t: FloatArray,
+    h: FloatArray,
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
 ) -> FloatArray: ...

@@ -1,5 +1,6 @@
-# The Cython boundary of lstm_core's driver: lstm_forward, lstm_backward, lstm_cell, and the
-# vanilla RNN's rnn_forward, rnn_backward, rnn_cell, which run on the same driver.
+# The Cython boundary of lstm_core's driver: the LSTM's lstm_forward, lstm_backward,
+# lstm_cell, and the GRU's and the vanilla RNN's gru_* and rnn_*, which run on the same driver
+# (src/include/lstm_core.h, The cells).
 #
 # Each call validates its arguments once (TypeError for dtypes, ValueError for shapes, always
 # naming the argument), copies a non-contiguous or misaligned input once, allocates every
@@ -32,7 +33,7 @@ from lstm_core._kernels cimport (
     lstm_weights_f64,
 )
 from lstm_core._threads cimport kernel_settings
-from lstm_core.reference import LSTMGrads, RNNGrads
+from lstm_core.reference import GRUGrads, LSTMGrads, RNNGrads
 
 cnp.import_array()
 
@@ -108,8 +109,9 @@ cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bin
     cdef void *c = data_of(cache.c)
     cdef void *tanh_c = data_of(cache.tanh_c)
     cdef void *h = data_of(cache.h)
-    cache.c32 = lstm_cache_f32(<float *>gates, <float *>c, <float *>tanh_c, <float *>h)
-    cache.c64 = lstm_cache_f64(<double *>gates, <double *>c, <double *>tanh_c, <double *>h)
+    cache.c32 = lstm_cache_f32(<float *>gates, <float *>c, <float *>tanh_c, <float *>h, NULL)
+    cache.c64 = lstm_cache_f64(<double *>gates, <double *>c, <double *>tanh_c, <double *>h,
+                               NULL)
     return cache
 
 
@@ -227,10 +229,11 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
                        const lstm_cache_f32 *c32, const lstm_cache_f64 *c64,
                        cnp.ndarray workspace, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
                        cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths,
-                       PackedLSTM packed):
+                       PackedLSTM packed, cnp.ndarray b_hh=None):
     """The whole forward in C with the GIL released, as the plan says; every array has been
     validated and allocated.  c32, c64: the cache's arrays (training), else NULL; packed: the
-    weights' panels, or None.  The RNN passes None for c0 and c_n (the plan's cell has no c)."""
+    weights' panels, or None.  The GRU and the RNN pass None for c0 and c_n (their cells have
+    no c); the GRU passes b_ih as bias and its b_hh."""
     cdef const int *steps = <const int *>data_of(lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(
         <float *>data_of(x), <float *>data_of(h0), <float *>data_of(c0), steps)
@@ -241,14 +244,14 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
         hh_panels = ih_panels + packed.ih_panels * cnp.PyArray_ITEMSIZE(packed.panels)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
         <float *>data_of(w_ih), <float *>data_of(w_hh), <float *>data_of(bias),
-        <float *>ih_panels, <float *>hh_panels)
+        <float *>ih_panels, <float *>hh_panels, <float *>data_of(b_hh))
     cdef lstm_outputs_f32 out32 = lstm_outputs_f32(
         <float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(
         <double *>data_of(x), <double *>data_of(h0), <double *>data_of(c0), steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
         <double *>data_of(w_ih), <double *>data_of(w_hh), <double *>data_of(bias),
-        <double *>ih_panels, <double *>hh_panels)
+        <double *>ih_panels, <double *>hh_panels, <double *>data_of(b_hh))
     cdef lstm_outputs_f64 out64 = lstm_outputs_f64(
         <double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n))
     cdef void *work = data_of(workspace)
@@ -263,26 +266,29 @@ cdef void _run_backward(const lstm_plan *plan, SequenceCache cache, const lstm_c
                         const lstm_cache_f64 *c64, cnp.ndarray dy, cnp.ndarray dh_n,
                         cnp.ndarray dc_n, cnp.ndarray dx, cnp.ndarray dw_ih, cnp.ndarray dw_hh,
                         cnp.ndarray dbias, cnp.ndarray dh0, cnp.ndarray dc0,
-                        cnp.ndarray workspace):
+                        cnp.ndarray workspace, cnp.ndarray db_hh=None):
     """The whole backward in C with the GIL released, as the plan says: cache's inputs and
-    activations (c32, c64: the driver's view of them).  The RNN passes None for dc_n, dc0."""
+    activations (c32, c64: the driver's view of them).  The GRU and the RNN pass None for
+    dc_n and dc0; the GRU passes db_ih as dbias and its db_hh."""
     cdef const int *steps = <const int *>data_of(cache.lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(<float *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
-        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL, NULL, NULL)
+        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL, NULL, NULL, NULL)
     cdef lstm_output_grads_f32 d32 = lstm_output_grads_f32(
         <float *>data_of(dy), <float *>data_of(dh_n), <float *>data_of(dc_n))
     cdef lstm_grads_f32 g32 = lstm_grads_f32(
         <float *>data_of(dx), <float *>data_of(dw_ih), <float *>data_of(dw_hh),
-        <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0))
+        <float *>data_of(dbias), <float *>data_of(dh0), <float *>data_of(dc0),
+        <float *>data_of(db_hh))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(<double *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
-        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL, NULL, NULL)
+        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL, NULL, NULL, NULL)
     cdef lstm_output_grads_f64 d64 = lstm_output_grads_f64(
         <double *>data_of(dy), <double *>data_of(dh_n), <double *>data_of(dc_n))
     cdef lstm_grads_f64 g64 = lstm_grads_f64(
         <double *>data_of(dx), <double *>data_of(dw_ih), <double *>data_of(dw_hh),
-        <double *>data_of(dbias), <double *>data_of(dh0), <double *>data_of(dc0))
+        <double *>data_of(dbias), <double *>data_of(dh0), <double *>data_of(dc0),
+        <double *>data_of(db_hh))
     cdef void *work = data_of(workspace)
     with nogil:
         if plan.itemsize == 4:
@@ -596,8 +602,8 @@ cdef RNNCache _new_rnn_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
     cache.keep(x, w_ih, w_hh, lengths, typenum, ((T + 1, B, H),))
     cache.has_bias = has_bias
     cdef void *h = data_of(cache.h)
-    cache.c32 = lstm_cache_f32(NULL, NULL, NULL, <float *>h)
-    cache.c64 = lstm_cache_f64(NULL, NULL, NULL, <double *>h)
+    cache.c32 = lstm_cache_f32(NULL, NULL, NULL, <float *>h, NULL)
+    cache.c64 = lstm_cache_f64(NULL, NULL, NULL, <double *>h, NULL)
     return cache
 
 
@@ -793,3 +799,283 @@ def rnn_backward(cache, dy=None, dh_n=None):
                   None, workspace)
     give_workspace(workspace)
     return RNNGrads(dx, dw_ih, dw_hh, dbias, dh0)
+
+
+cdef cnp.ndarray _vector(object value, str name, int typenum, Py_ssize_t size, str meaning):
+    """An optional checked (size,) bias (the GRU's b_ih and b_hh)."""
+    if value is None:
+        return None
+    cdef cnp.ndarray arr = checked(value, name, 1, f"({meaning},)", typenum, "x")
+    expect_shape(arr, name, f"({meaning},)", size)
+    return arr
+
+
+# ----------------------------------------------------------------------------- GRU
+
+@cython.final
+cdef class GRUCache(SequenceCache):
+    """What gru_backward needs from one training-mode gru_forward call.
+
+    The inputs of the call (x, w_ih, w_hh) and, read-only, the saved activations.  Past a
+    sequence's length gates and hn hold zeros and h the carried state.  Usable by any number
+    of gru_backward calls; only gru_forward creates them.
+
+    Attributes
+    ----------
+    x : ndarray, shape (T, B, I)
+        The forward's input.
+    w_ih : ndarray, shape (3H, I)
+        The forward's input weights.
+    w_hh : ndarray, shape (3H, H)
+        The forward's recurrent weights.
+    lengths : ndarray of C int, shape (B,), or None
+        The forward's lengths.
+    gates : ndarray, shape (T, B, 3H)
+        Post-activation r, z, n of every step.
+    hn : ndarray, shape (T, B, H)
+        h_{t-1} @ w_hn.T + b_hn of every step.
+    h : ndarray, shape (T+1, B, H)
+        Hidden states, h[0] = h0.
+    has_b_ih, has_b_hh : bool
+        Whether the forward had each bias.
+    """
+
+    cdef readonly bint has_b_ih, has_b_hh
+    cdef lstm_cache_f32 c32  # the driver's view of gates, hn, h
+    cdef lstm_cache_f64 c64
+
+    def __init__(self):
+        raise TypeError("GRUCache objects are created by gru_forward(..., training=True)")
+
+    def _biases(self):
+        return f"b_ih={bool(self.has_b_ih)} b_hh={bool(self.has_b_hh)}"
+
+    @property
+    def gates(self):
+        return self.activations[0]
+
+    @property
+    def hn(self):
+        return self.activations[1]
+
+    @property
+    def h(self):
+        return self.activations[2]
+
+
+cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bint has_b_ih,
+                             bint has_b_hh, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
+                             Py_ssize_t H, int typenum):
+    cdef GRUCache cache = GRUCache.__new__(GRUCache)
+    cache.keep(x, w_ih, w_hh, lengths, typenum, ((T, B, 3 * H), (T, B, H), (T + 1, B, H)))
+    cache.has_b_ih, cache.has_b_hh = has_b_ih, has_b_hh
+    cdef void *gates = data_of(cache.gates)
+    cdef void *hn = data_of(cache.hn)
+    cdef void *h = data_of(cache.h)
+    cache.c32 = lstm_cache_f32(<float *>gates, NULL, NULL, <float *>h, <float *>hn)
+    cache.c64 = lstm_cache_f64(<double *>gates, NULL, NULL, <double *>h, <double *>hn)
+    return cache
+
+
+cdef void _gru_forward(const lstm_settings *settings, Py_ssize_t T, cnp.ndarray y,
+                       cnp.ndarray h_n, GRUCache cache, cnp.ndarray x, cnp.ndarray h0,
+                       cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray b_ih, cnp.ndarray b_hh,
+                       cnp.ndarray lengths):
+    """Plan the GRU's forward of T steps (the driver's three-gate cell) and run it in its
+    pooled workspace; x is (T, B, I), or (B, I) for one step."""
+    cdef lstm_plan plan
+    lstm_plan_forward_cell(&plan, settings, 3, <int>T, <int>h0.shape[0], <int>w_ih.shape[1],
+                           <int>w_hh.shape[1], cnp.PyArray_ITEMSIZE(x), cache is not None)
+    workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
+    _run_forward(&plan, y, h_n, None, NULL if cache is None else &cache.c32,
+                 NULL if cache is None else &cache.c64, workspace, x, h0, None, w_ih, w_hh,
+                 b_ih, lengths, None, b_hh)
+    give_workspace(workspace)
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, lengths=None):
+    """Run a one-layer GRU over a whole sequence: torch.nn.GRU's cell, gate order r, z, n.
+
+    ::
+
+        r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+        z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+        n = tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+        h_t = (1 - z) * n + z * h
+
+    All arrays float32, or all float64.
+
+    Parameters
+    ----------
+    x : ndarray, shape (T, B, I)
+        The input sequence, time-major.
+    w_ih : ndarray, shape (3H, I)
+        Input weights.
+    w_hh : ndarray, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (3H,), optional
+        The two biases, or None; kept apart because b_hn sits inside the reset product.
+    h0 : ndarray, shape (B, H), optional
+        Initial state; None for zeros.
+    training : bool, default True
+        Keep what gru_backward needs.
+    lengths : array_like of int, shape (B,), optional
+        As lstm_forward's.
+
+    Returns
+    -------
+    y : ndarray, shape (T, B, H)
+        The hidden state of every step.
+    h_n : ndarray, shape (B, H)
+        The final state.
+    cache : GRUCache or None
+        What gru_backward needs; None when training is False.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x's (the message names the argument).
+    ValueError
+        For a wrong number of axes or a wrong size, or lengths out of range (the message
+        names the argument with the expected and the actual shape).
+    MemoryError
+        When the outputs and the cache would need more memory than the machine has.
+    """
+    cdef cnp.ndarray ax = sequence(x)
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
+    cdef cnp.ndarray a_ih, a_hh
+    cdef Py_ssize_t H
+    a_ih, a_hh, _, H = weights(w_ih, w_hh, None, typenum, I, "x", 3, "r, z, n")
+    cdef cnp.ndarray a_b_ih = _vector(b_ih, "b_ih", typenum, 3 * H, "3H")
+    cdef cnp.ndarray a_b_hh = _vector(b_hh, "b_hh", typenum, 3 * H, "3H")
+    cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
+    cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
+    # y, h_n, the step's scratch; training: gates 3H, h for T+1 steps, hn (Python ints)
+    require_fit(((ax, "x"), (a_ih, "w_ih"), (a_hh, "w_hh"), (a_b_ih, "b_ih"), (a_b_hh, "b_hh"),
+                 (a_h0, "h0")),
+                T * B * H + 5 * B * H + 3 * (H + 32) * (H + I) + (
+                    T * B * 3 * H + (T + 1) * B * H + T * B * H if training
+                    else INFERENCE_CHUNK_ROWS * 3 * H + 4 * B * H),
+                ax, "the outputs" + (" and the training cache" if training else ""))
+    ax, a_ih, a_hh = contiguous(ax), contiguous(a_ih), contiguous(a_hh)
+    a_b_ih, a_b_hh = contiguous(a_b_ih), contiguous(a_b_hh)
+    a_h0 = zeros((B, H), typenum) if a_h0 is None else contiguous(a_h0)
+    cdef cnp.ndarray y = empty((T, B, H), typenum)
+    cdef cnp.ndarray h_n = empty((B, H), typenum)
+    cdef GRUCache cache = None
+    if training:
+        cache = _new_gru_cache(ax, a_ih, a_hh, a_b_ih is not None, a_b_hh is not None,
+                               a_lengths, T, B, H, typenum)
+    _gru_forward(kernel_settings(), T, y, h_n, cache, ax, a_h0, a_ih, a_hh, a_b_ih, a_b_hh,
+                 a_lengths)
+    if cache is not None:
+        cache.freeze()
+    return y, h_n, cache
+
+
+def gru_cell(x_t, h, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One inference step of a GRU: x_t, h -> h1 (torch.nn.GRUCell's step), gate order r, z, n.
+
+    ::
+
+        r = sigmoid(x_t @ w_ir.T + b_ir + h @ w_hr.T + b_hr)
+        z = sigmoid(x_t @ w_iz.T + b_iz + h @ w_hz.T + b_hz)
+        n = tanh(x_t @ w_in.T + b_in + r * (h @ w_hn.T + b_hn))
+        h1 = (1 - z) * n + z * h
+
+    The streaming path: no cache, nothing kept between calls, the same bits as the step of
+    ``gru_forward(x_t[None], w_ih, w_hh, b_ih, b_hh, h, training=False)``; same rules as
+    gru_forward.
+
+    Parameters
+    ----------
+    x_t : ndarray, shape (B, I)
+        The input of this step.
+    h : ndarray, shape (B, H)
+        The state before the step.
+    w_ih : ndarray, shape (3H, I)
+        Input weights.
+    w_hh : ndarray, shape (3H, H)
+        Recurrent weights.
+    b_ih, b_hh : ndarray, shape (3H,), optional
+        The two biases, or None; kept apart because b_hn sits inside the reset product.
+
+    Returns
+    -------
+    h1 : ndarray, shape (B, H)
+        The state after the step.
+
+    Raises
+    ------
+    TypeError
+        For an argument that is not a float32/float64 numpy array or whose dtype differs
+        from x_t's.
+    ValueError
+        For a wrong number of axes or a wrong size.
+    """
+    cdef cnp.ndarray ax, a_h, a_ih, a_hh
+    cdef Py_ssize_t H
+    ax, a_h, a_ih, a_hh, _, H = step_input(x_t, h, w_ih, w_hh, None, 3, "r, z, n")
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
+    cdef cnp.ndarray a_b_ih = contiguous(_vector(b_ih, "b_ih", typenum, 3 * H, "3H"))
+    cdef cnp.ndarray a_b_hh = contiguous(_vector(b_hh, "b_hh", typenum, 3 * H, "3H"))
+    cdef cnp.ndarray h1 = empty((B, H), typenum)
+    # One inference step of the sequence driver on one thread, as rnn_cell.
+    cdef lstm_settings settings = kernel_settings()[0]
+    settings.threads = 1
+    _gru_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh, None)
+    return h1
+
+
+def gru_backward(cache, dy=None, dh_n=None):
+    """Gradients of a loss through one training-mode gru_forward call.
+
+    Parameters
+    ----------
+    cache : GRUCache
+        From gru_forward(..., training=True).
+    dy : ndarray, shape (T, B, H), optional
+        dL/dy; None means zero.
+    dh_n : ndarray, shape (B, H), optional
+        dL/dh_n; None means zero.
+
+    Returns
+    -------
+    GRUGrads
+        (dx, dw_ih, dw_hh, db_ih, db_hh, dh0), in the forward's dtype; db_ih / db_hh is
+        None when the forward had no such bias.
+
+    Raises
+    ------
+    TypeError
+        For a cache that is not a GRUCache, or a gradient of another dtype.
+    ValueError
+        For a gradient of the wrong shape.
+    """
+    if not isinstance(cache, GRUCache) or (<GRUCache>cache).x is None:
+        raise TypeError(
+            "cache must be the GRUCache returned by gru_forward(..., training=True), "
+            f"got {type(cache).__name__}"
+        )
+    cdef GRUCache c = <GRUCache>cache
+    cdef int typenum = c.typenum
+    cdef Py_ssize_t T = c.x.shape[0], B = c.x.shape[1], I = c.x.shape[2], H = c.w_hh.shape[1]
+    cdef cnp.ndarray a_dy, a_dh_n
+    a_dy, a_dh_n = gradients_in(dy, dh_n, typenum, T, B, H)
+    cdef cnp.ndarray dx = empty((T, B, I), typenum)
+    cdef cnp.ndarray dw_ih = zeros((3 * H, I), typenum)
+    cdef cnp.ndarray dw_hh = zeros((3 * H, H), typenum)
+    cdef cnp.ndarray db_ih = zeros((3 * H,), typenum) if c.has_b_ih else None
+    cdef cnp.ndarray db_hh = zeros((3 * H,), typenum) if c.has_b_hh else None
+    cdef cnp.ndarray dh0 = empty((B, H), typenum)
+    cdef lstm_plan plan
+    lstm_plan_backward_cell(&plan, kernel_settings(), 3, <int>T, <int>B, <int>I, <int>H,
+                            cnp.PyArray_ITEMSIZE(c.x))
+    workspace = take_workspace(plan.workspace, typenum)
+    _run_backward(&plan, c, &c.c32, &c.c64, a_dy, a_dh_n, None, dx, dw_ih, dw_hh, db_ih, dh0,
+                  None, workspace, db_hh)
+    give_workspace(workspace)
+    return GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0)

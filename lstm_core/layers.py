@@ -18,9 +18,10 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from lstm_core._boundary import give_scratch, take_scratch
-from lstm_core._lstm import lstm_backward, lstm_cell, lstm_forward
-from lstm_core._lstm import rnn_backward, rnn_cell, rnn_forward
-from lstm_core._rnn import gru_backward, gru_cell, gru_forward
+from lstm_core._lstm import (
+    gru_backward, gru_cell, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
+    rnn_cell, rnn_forward,
+)
 from lstm_core._typing import FloatArray, IntArray
 from lstm_core.reference import LSTMGrads
 

@@ -9,13 +9,22 @@
  *   Sizes are int because the BLAS takes int; the caller guarantees that every GEMM
  *   dimension (T*B, G, I, H) fits in an int.  Offsets are computed in ptrdiff_t.
  *
- * The cells.  The drivers run the cell their plan names (lstm_plan.h, gates):
- *   the LSTM (gates = 4) and the vanilla RNN (gates = 1, torch.nn.RNN with tanh):
+ * The cells.  The drivers run the cell their plan names (lstm_plan.h, gates): the LSTM
+ *   (gates = 4), the GRU (gates = 3, torch.nn.GRU) and the vanilla RNN (gates = 1,
+ *   torch.nn.RNN with tanh):
  *     RNN:  h_t = tanh(x_t w_ih^T + h_{t-1} w_hh^T + bias)       [B,H], G = H
- *   w_ih [H,I], w_hh [H,H], bias [H] = b_ih + b_hh.  The RNN has no cell state: it leaves
- *   c0, c_n, dc_n and dc0 NULL, and its cache holds only h (gates, c, tanh_c NULL); in
- *   training the forward writes each step's z into h's slot t + 1 and activates it there.
- *   The rest of this header says "LSTM" for both.
+ *   w_ih [H,I], w_hh [H,H], bias [H] = b_ih + b_hh.
+ *     GRU:  gate order r, z, n; gi = x_t w_ih^T, gh = h_{t-1} w_hh^T    [B,3H], G = 3H
+ *           r = sigma(gi_r + b_ir + gh_r + b_hr)    z = sigma(gi_z + b_iz + gh_z + b_hz)
+ *           hn = gh_n + b_hn    n = tanh(gi_n + b_in + r * hn)    h_t = n + z (h_{t-1} - n)
+ *   w_ih [3H,I], w_hh [3H,H] and two biases b_ih, b_hh [3H] (b_hn sits inside the reset
+ *   product: they cannot be summed, and gh is computed apart from gi).  Its backward has two
+ *   dL/dz that differ in their n block: of gi, [dr, dz, dn] (dx, dw_ih, db_ih), and of gh,
+ *   [dr, dz, dn * r] (dh_{t-1}, dw_hh, db_hh).
+ *   The GRU and the RNN have no cell state: they leave c0, c_n, dc_n and dc0 NULL, and the
+ *   cache's c and tanh_c; the RNN's cache holds only h (gates NULL too): in training the
+ *   forward writes each step's z into h's slot t + 1 and activates it there.  The rest of
+ *   this header says "LSTM" for all three.
  *
  * Gate order along the G axis: i, f, g, o (input, forget, cell candidate, output).
  *     z   = x_t w_ih^T + h_{t-1} w_hh^T + bias            [B,G]
@@ -100,6 +109,9 @@
  *                NULL: zero)
  * lstm_grads:    dx [T,B,I] overwritten; dw_ih [G,I], dw_hh [G,H], dbias [G] (may be NULL:
  *                not computed) ACCUMULATED; dh0, dc0 [B,H] overwritten
+ * The GRU's extra fields (NULL for the other cells): weights b_hh [G], its recurrent bias
+ * (bias is then b_ih); cache hn [T,B,H], gh_n + b_hn of every step (gates holds r, z, n);
+ * grads db_hh [G] ACCUMULATED (dbias is then db_ih).
  */
 #define LSTM_ARGUMENT_TYPES(real, suffix)                                                     \
     typedef struct {                                                                          \
@@ -109,18 +121,21 @@
     typedef struct {                                                                          \
         const real *w_ih, *w_hh, *bias;                                                       \
         const real *w_ih_panels, *w_hh_panels;                                                \
+        const real *b_hh;                                                                     \
     } lstm_weights_##suffix;                                                                  \
     typedef struct {                                                                          \
         real *y, *h_n, *c_n;                                                                  \
     } lstm_outputs_##suffix;                                                                  \
     typedef struct {                                                                          \
         real *gates, *c, *tanh_c, *h;                                                         \
+        real *hn;                                                                             \
     } lstm_cache_##suffix;                                                                    \
     typedef struct {                                                                          \
         const real *dy, *dh_n, *dc_n;                                                         \
     } lstm_output_grads_##suffix;                                                             \
     typedef struct {                                                                          \
         real *dx, *dw_ih, *dw_hh, *dbias, *dh0, *dc0;                                         \
+        real *db_hh;                                                                          \
     } lstm_grads_##suffix;
 
 LSTM_ARGUMENT_TYPES(float, f32)

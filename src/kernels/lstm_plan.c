@@ -146,6 +146,10 @@ void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int 
         }
         plan->work = (ptrdiff_t)plan->chunk * B * G + 2 * (ptrdiff_t)B * H;
     }
+    if (gates == 3) {
+        /* the GRU's step keeps its recurrent product apart [B,G], and in inference its hn */
+        plan->work += (ptrdiff_t)B * G + (training ? 0 : (ptrdiff_t)B * H);
+    }
     plan->workspace = plan->w_ih_panels + plan->w_hh_panels + plan->work;
 }
 
@@ -172,7 +176,7 @@ void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int
     int by_rows = 0;
     const int parts = lstm_loop_parts(settings, B, H, 2.0 * B * G * H, T,
                                       (double)G * H * itemsize, &by_rows);
-    plan->work = (ptrdiff_t)T * B * G; /* dz */
+    plan->work = (ptrdiff_t)T * B * G * (gates == 3 ? 2 : 1); /* dz (the GRU's two) */
     if (plan->packed) {
         plan->parts = parts;
         plan->by_rows = parts > 1 && by_rows;

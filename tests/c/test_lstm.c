@@ -113,11 +113,12 @@ static void plain(outputs *out)
     static double gates[T * B * G], c[(T + 1) * B * H], tanh_c[T * B * H], h[(T + 1) * B * H];
     static double dz[B * G];
     const lstm_inputs_f64 in = {x, h0, c0, lengths};
-    const lstm_weights_f64 w = {w_ih, w_hh, bias, NULL, NULL};
+    const lstm_weights_f64 w = {w_ih, w_hh, bias, NULL, NULL, NULL};
     const lstm_outputs_f64 o = {out->y, out->h_n, out->c_n};
-    const lstm_cache_f64 cache = {gates, c, tanh_c, h};
+    const lstm_cache_f64 cache = {gates, c, tanh_c, h, NULL};
     const lstm_output_grads_f64 d = {dy, dh_n, dc_n};
-    const lstm_grads_f64 g = {out->dx, out->dw_ih, out->dw_hh, out->dbias, out->dh0, out->dc0};
+    const lstm_grads_f64 g = {out->dx, out->dw_ih, out->dw_hh, out->dbias, out->dh0, out->dc0,
+                              NULL};
     memset(out->dw_ih, 0, sizeof out->dw_ih);
     memset(out->dw_hh, 0, sizeof out->dw_hh);
     memset(out->dbias, 0, sizeof out->dbias);
@@ -149,11 +150,11 @@ static void plain(outputs *out)
         memset(dw_hh, 0, sizeof dw_hh);                                                        \
         memset(dbias, 0, sizeof dbias);                                                        \
         const lstm_inputs_##sfx in = {rx, rh0, rc0, lengths};                                  \
-        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias, NULL, NULL};                        \
+        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias, NULL, NULL, NULL};                  \
         const lstm_outputs_##sfx o = {y, h_n, c_n};                                            \
-        const lstm_cache_##sfx cache = {gates, c, tanh_c, h};                                  \
+        const lstm_cache_##sfx cache = {gates, c, tanh_c, h, NULL};                            \
         const lstm_output_grads_##sfx d = {rdy, rdh_n, rdc_n};                                 \
-        const lstm_grads_##sfx g = {dx, dw_ih, dw_hh, dbias, dh0, dc0};                        \
+        const lstm_grads_##sfx g = {dx, dw_ih, dw_hh, dbias, dh0, dc0, NULL};                  \
         lstm_plan plan;                                                                        \
         lstm_plan_forward(&plan, settings, T, B, IN, H, itemsize, 1);                          \
         expect_split(&plan, settings);                                                         \
@@ -179,7 +180,7 @@ static void plain(outputs *out)
         const ptrdiff_t ih = lstm_panels_size_##sfx(IN, G, 4);                                 \
         real *panels = malloc((size_t)(ih + lstm_panels_size_##sfx(H, G, 4)) * sizeof(real));   \
         lstm_pack_weights_##sfx(panels, rw_ih, rw_hh, IN, H);                                  \
-        const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih};          \
+        const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih, NULL};    \
         lstm_plan_forward(&plan, settings, T, B, IN, H, itemsize, 0);                          \
         lstm_plan_prepacked(&plan);                                                            \
         work = malloc((size_t)plan.workspace * sizeof(real) + 1);                              \

@@ -17,7 +17,7 @@ import pytest
 
 import lstm_core as lc
 from lstm_core import _testing
-from cell_problems import CellProblem
+from cell_problems import CELLS, CellProblem
 from lstm_problems import TOLERANCE, Problem, assert_close
 from lstm_core import reference as ref
 
@@ -101,42 +101,49 @@ def test_thread_counts_agree(threads, split, mode, shape, dtype, with_lengths):
             np.testing.assert_array_equal(results[2][name], value, err_msg=name)
 
 
-def rnn_everything(p, dtype, lengths):
-    """Every output of the vanilla RNN's training forward + backward and inference forward."""
+def one_state_everything(cell, p, dtype, lengths):
+    """Every output of the GRU's or the vanilla RNN's training forward + backward and
+    inference forward."""
     cast = lambda a: a.astype(dtype)  # noqa: E731
-    args = (cast(p.x), cast(p.w_ih), cast(p.w_hh), cast(p.b_ih + p.b_hh), cast(p.h0))
-    y, h_n, cache = lc.rnn_forward(*args, lengths=lengths)
-    grads = lc.rnn_backward(cache, cast(p.dy), cast(p.dh_n))
-    yi, hi, _ = lc.rnn_forward(*args, training=False, lengths=lengths)
-    return {"y": y, "h_n": h_n, "h": cache.h, "y_inference": yi, "h_n_inference": hi,
-            **grads._asdict()}
+    biases = (p.b_ih, p.b_hh) if cell.name == "gru" else (p.b_ih + p.b_hh,)
+    args = (cast(p.x), cast(p.w_ih), cast(p.w_hh), *map(cast, biases), cast(p.h0))
+    y, h_n, cache = cell.forward(*args, lengths=lengths)
+    grads = cell.backward(cache, cast(p.dy), cast(p.dh_n))
+    yi, hi, _ = cell.forward(*args, training=False, lengths=lengths)
+    return {"y": y, "h_n": h_n, **{k: getattr(cache, k) for k in cell.cache_arrays},
+            "y_inference": yi, "h_n_inference": hi, **grads._asdict()}
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("mode", ["rows", "columns"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_rnn_runs_on_the_split_loop(threads, split, mode, dtype, with_lengths):
-    """The vanilla RNN runs on the LSTM's driver (one gate, plain panels of whole units): its
-    loops split by rows and by columns like the LSTM's, any two splits give the same bits,
-    and every output matches the float64 reference."""
+@pytest.mark.parametrize("name", ["gru", "rnn"])
+def test_gru_and_rnn_run_on_the_split_loop(threads, split, mode, dtype, with_lengths, name):
+    """The GRU and the vanilla RNN run on the LSTM's driver (gate panels of three gates, or
+    plain panels of one): their loops split by rows and by columns like the LSTM's, any two
+    splits give the same bits, and every output matches the float64 reference."""
+    cell = CELLS[name]
     T, B, I, H = 30, 24, 40, 160  # 5 panels of hidden units, 3 blocks of 8 rows
-    p = CellProblem("rnn", T, B, I, H, seed=5)
+    p = CellProblem(name, T, B, I, H, seed=5)
     lengths = (np.arange(B) * 5) % (T + 1) if with_lengths else None
     split(mode)
     results = {}
     for n in (2, 3):
         threads(n)
         for backward in (False, True):
-            plan = _testing.lstm_plan_of(T, B, I, H, dtype, backward=backward, gates=1)
+            plan = _testing.lstm_plan_of(T, B, I, H, dtype, backward=backward,
+                                         gates=cell.gates)
             assert plan["parts"] >= 2 and plan["by_rows"] == (mode == "rows"), plan
-        results[n] = rnn_everything(p, dtype, lengths)
-    for name, value in results[2].items():
+        results[n] = one_state_everything(cell, p, dtype, lengths)
+    for key, value in results[2].items():
         if value is not None:
-            np.testing.assert_array_equal(results[3][name], value, err_msg=name)
-    y, h_n, cache = ref.rnn_forward(p.x, p.w_ih, p.w_hh, p.b_ih + p.b_hh, p.h0, lengths=lengths)
-    want = {"y": y, "h_n": h_n, **ref.rnn_backward(cache, p.dy, p.dh_n)._asdict()}
-    for name, value in want.items():
-        assert_close(results[2][name], value, name)
+            np.testing.assert_array_equal(results[3][key], value, err_msg=key)
+    biases = (p.b_ih, p.b_hh) if name == "gru" else (p.b_ih + p.b_hh,)
+    y, h_n, cache = cell.ref_forward(p.x, p.w_ih, p.w_hh, *biases, p.h0, lengths=lengths)
+    want = {"y": y, "h_n": h_n, **cell.ref_backward(cache, p.dy, p.dh_n)._asdict()}
+    for key, value in want.items():
+        if value is not None:
+            assert_close(results[2][key], value, key)
 
 
 def test_the_projection_is_chosen_where_it_pays():
