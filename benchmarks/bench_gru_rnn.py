@@ -202,7 +202,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed samples per cell (>= 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results (default: "
-                   "benchmarks/results/bench-gru-rnn-<YYYY-MM-DD>-<commit>.json)")
+                   "benchmarks/results/gru-rnn-<YYYY-MM-DD>-<commit>.json)")
     args = p.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     if args.repeats < 5 or not cells or any(c not in GATES for c in cells):
@@ -221,7 +221,7 @@ def main(argv=None):
     info["total_seconds"] = time.perf_counter() - start
     print(f"\n# total {info['total_seconds']:.1f} s; ratios > 1 mean lstm_core is faster")
     out = args.out or (Path(__file__).resolve().parent / "results" /
-                       f"bench-gru-rnn-{dt.date.today().isoformat()}-{info['git'] or 'nogit'}"
+                       f"gru-rnn-{dt.date.today().isoformat()}-{info['git'] or 'nogit'}"
                        ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"header": info, "repeats": args.repeats, "grids": grids},

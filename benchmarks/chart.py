@@ -4,7 +4,7 @@
     python benchmarks/chart.py --results FILE --out-dir DIR
     python benchmarks/chart.py --readme-table        # the README's speed table, markdown
 
-The newest run is the full (not --quick) run whose header has the latest date; the docs build
+The newest run is the full run (every case, not --quick) whose header has the latest date; the docs build
 (docs/conf.py) calls `write_all` so the published chart always shows it.  The chart draws the
 median time of one call per case and mode, for lstm_core and every other implementation the run
 timed (the numpy reference, torch float32, ...), one panel per thread count, on a log scale.
@@ -34,12 +34,13 @@ def load(path):
 
 
 def newest(results_dir=RESULTS):
-    """Path of the full run with the latest header date in results_dir."""
+    """Path of the full run (every case, not --quick) with the latest header date in
+    results_dir."""
     runs = []
     for path in sorted(Path(results_dir).glob("bench-*.json")):
         run = json.loads(path.read_text())
-        if run.get("quick"):
-            continue
+        if run.get("quick") or "--cases" in run["header"].get("argv", []):
+            continue  # a smoke run, or a subset of the cases
         runs.append((dt.datetime.fromisoformat(run["header"]["date"]), path.name, path))
     if not runs:
         raise FileNotFoundError(f"no full benchmark run in {results_dir}")
