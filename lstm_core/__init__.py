@@ -24,6 +24,7 @@ from lstm_core._lstm import (
 )
 from lstm_core._boundary import free_workspace
 from lstm_core._threads import get_num_threads, set_num_threads
+from lstm_core import _threadpool
 from lstm_core.gates import GateTrace, gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
 from lstm_core.layers import LSTM, Linear, SequenceModel
@@ -91,3 +92,6 @@ __all__ += [
     "rnn_cell",
     "rnn_forward",
 ]
+
+# threadpoolctl (when installed) sees and limits lstm_core's own threads.
+_threadpool.register()

@@ -1,4 +1,4 @@
-# The process-wide settings that every LSTM plan reads (src/include/lstm_plan.h): how many
+# The process-wide settings that every plan reads (src/include/lstm_plan.h): how many
 # threads a call's time loop may use, and the GEMM (scipy's BLAS, lstm_core/_blas.pxd).
 #
 # The plan decides how many of those threads pay off for a call and how they share it; the
@@ -7,6 +7,7 @@
 # limits those).
 
 import os
+import warnings
 
 from lstm_core._blas cimport gemm_f32, gemm_f64
 from lstm_core._kernels cimport LSTM_SPLIT_AUTO, lstm_settings, lstm_usable_cpus
@@ -30,16 +31,19 @@ cdef lstm_settings *kernel_settings() noexcept nogil:
 def set_num_threads(n):
     """Use at most n threads in each call's time loop.
 
-    The default is the number of CPUs this process may run on, and a loop never uses more
-    threads than that (its threads meet at spinning barriers: more threads than CPUs would
-    wait for each other).  Results are the same bits for any n > 1, and agree with n = 1 to
-    the last bits (README, Threads).  The BLAS's own threads (the GEMMs of one-thread calls)
-    are set separately, e.g. with threadpoolctl.threadpool_limits(n).
+    The default is ``LSTM_CORE_NUM_THREADS``, else ``OMP_NUM_THREADS`` (its first count),
+    else the number of CPUs this process may run on; a loop never uses more threads than
+    those CPUs (its threads meet at spinning barriers: more threads than CPUs would wait for
+    each other).  ``threadpoolctl.threadpool_limits(n)`` sets it too (lstm_core registers its
+    controller with threadpoolctl when that is installed).  Results are the same bits for any
+    n > 1, and agree with n = 1 to the last bits.  The BLAS's own threads (the GEMMs of
+    one-thread calls) are set separately, e.g. with threadpoolctl.
 
     Parameters
     ----------
     n : int
-        At least 1 (counts above 64 are taken as 64).
+        At least 1.  At most 64 threads share a loop: a larger n is taken as 64, with a
+        RuntimeWarning.
 
     Raises
     ------
@@ -61,6 +65,9 @@ def set_num_threads(n):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if n > MAX_PARTS:
+        warnings.warn(f"lstm_core uses at most {MAX_PARTS} threads per loop: "
+                      f"set_num_threads({n}) sets {MAX_PARTS}", RuntimeWarning, stacklevel=2)
     _settings.threads = min(n, MAX_PARTS)
 
 
@@ -74,9 +81,35 @@ def get_num_threads():
     return _settings.threads
 
 
+# The two entry points of threadpoolctl's controller (lstm_core/_threadpool.py), exported
+# from this module's shared library, which threadpoolctl finds among the loaded ones.
+cdef public int lstm_core_get_num_threads() noexcept nogil:
+    return _settings.threads
+
+
+cdef public void lstm_core_set_num_threads(int n) noexcept nogil:
+    _settings.threads = 1 if n < 1 else MAX_PARTS if n > MAX_PARTS else n
+
+
 def _usable_cpus():
     cpus = lstm_usable_cpus()  # -1 where the system does not report its affinity
     return cpus if cpus >= 1 else os.cpu_count() or 1
 
 
-set_num_threads(_usable_cpus())
+def _default_threads(environ=os.environ):
+    """The default thread count: LSTM_CORE_NUM_THREADS, else OMP_NUM_THREADS (its first
+    count: OpenMP reads "4,2" as 4 threads at the outer level), else the usable CPUs.  A
+    value that is not a positive integer is ignored with a RuntimeWarning."""
+    for name in ("LSTM_CORE_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        first = value.split(",")[0].strip()
+        if first.isdigit() and int(first) >= 1:
+            return int(first)
+        warnings.warn(f"{name}={value!r} is not a positive integer: ignored",
+                      RuntimeWarning, stacklevel=2)
+    return _usable_cpus()
+
+
+_settings.threads = max(1, min(_default_threads(), MAX_PARTS))

@@ -232,8 +232,9 @@ def test_set_num_threads_checks_its_argument(threads):
             lc.set_num_threads(bad)
     threads(3)
     assert lc.get_num_threads() == 3
-    threads(10_000)
-    assert lc.get_num_threads() == 64  # capped
+    with pytest.warns(RuntimeWarning, match="at most 64"):
+        threads(10_000)
+    assert lc.get_num_threads() == 64  # capped, with a warning
 
 
 def test_concurrent_callers_each_split_their_loop(threads):
