@@ -19,6 +19,19 @@ On top of them (each module imports only the ones below it):
 """
 
 from lstm_core import reference
+
+try:
+    import lstm_core._lstm  # noqa: F401  (the first compiled module)
+except ModuleNotFoundError as error:  # a source checkout that was never built
+    if not (error.name or "").startswith("lstm_core._"):
+        raise
+    raise ImportError(
+        f"lstm_core's compiled modules ({error.name}) are missing from {__path__[0]}: this is "
+        "a source checkout that was not built.  Install it (pip install .), or build it in "
+        "place (python setup.py build_ext --inplace), or run Python from another folder to "
+        "import the installed lstm_core."
+    ) from error
+
 from lstm_core._lstm import (
     LSTMCache, PackedLSTM, lstm_backward, lstm_cell, lstm_forward, pack_lstm,
 )

@@ -7,6 +7,7 @@
 """
 
 import argparse
+import importlib.metadata
 import os
 import pathlib
 import runpy
@@ -14,9 +15,19 @@ import sys
 from collections.abc import Sequence
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own."""
+    try:
+        return importlib.metadata.version("lstm_core")
+    except importlib.metadata.PackageNotFoundError:
+        import lstm_core
+        return lstm_core.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lstm_core",
                                      description="lstm_core demos, experiments and benchmarks")
+    parser.add_argument("--version", action="version", version=f"lstm_core {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="train and evaluate a model on real data")
@@ -39,8 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="a README.md whose long-lag table to replace with the new one")
 
     # Its own arguments (--quick, --cases ...) belong to bench_lstm.py: see parse_args.
-    commands.add_parser("bench", help="run benchmarks/bench_lstm.py from a source checkout; "
-                        "further arguments are passed to it")
+    # add_help=False: `bench --help` reaches bench_lstm.py, which lists its options.
+    commands.add_parser("bench", add_help=False,
+                        help="run benchmarks/bench_lstm.py from a source checkout; further "
+                        "arguments (--help for the list) are passed to it")
     return parser
 
 

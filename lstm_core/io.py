@@ -107,6 +107,9 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
     description = json.dumps(_describe(model))
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save the model to {path}: the folder {folder} does "
+                                "not exist")
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through someone else's file; mode 0o666 lets the umask decide.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

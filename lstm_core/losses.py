@@ -82,7 +82,13 @@ def mse_loss(pred: ArrayLike, target: ArrayLike,
     pred = _prediction(pred, "pred")
     target = np.asarray(target)
     if target.shape != pred.shape:
-        raise ValueError(f"target must have the shape of pred, {pred.shape}, got {target.shape}")
+        hint = ""
+        if (np.issubdtype(np.asarray(target).dtype, np.integer)
+                and target.shape == pred.shape[:-1]):
+            hint = ("; integer class labels of one fewer axis than pred look like "
+                    "classification: use loss=\"cross_entropy\" (cross_entropy_loss)")
+        raise ValueError(f"target must have the shape of pred, {pred.shape}, got "
+                         f"{target.shape}{hint}")
     diff = pred.astype(np.float64) - target
     weights, count = _weights(mask, pred.shape)
     if weights is not None:

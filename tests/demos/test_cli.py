@@ -47,3 +47,16 @@ def test_demo_command_runs_end_to_end(tmp_path, monkeypatch, capsys):
     table = out[out.index("| model | test RMSE | test MAE |"):]
     # the demo's three models, AR's order being the one this slice's validation years choose
     assert [row.split(" | ")[0] for row in table[2:5]] == ["| LSTM", "| AR(4)", "| persistence"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_args(["--version"])
+    assert exit_info.value.code == 0
+    import lstm_core
+    assert capsys.readouterr().out.strip() == f"lstm_core {lstm_core.__version__}"
+
+
+def test_bench_help_is_the_benchmarks_own():
+    """`bench --help` is passed on to bench_lstm.py, which lists its options."""
+    assert cli.parse_args(["bench", "--help"]).bench_args == ["--help"]
