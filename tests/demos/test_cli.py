@@ -1,5 +1,7 @@
 """python -m lstm_core: argument parsing and the bench fallback."""
 
+import os
+
 import pytest
 
 from lstm_core import __main__ as cli
@@ -14,7 +16,8 @@ def test_demo_defaults_to_the_time_series():
 
 def test_experiments_and_bench_arguments():
     args = cli.parse_args(["experiments", "--quick", "--cells", "lstm,gru"])
-    assert args.quick and args.cells == "lstm,gru" and args.out == "long_lag_results"
+    assert args.quick and args.cells == "lstm,gru"
+    assert args.out == os.path.join("lstm_core-output", "long_lag")
     args = cli.parse_args(["bench", "--quick", "--cases", "S1"])
     assert args.bench_args == ["--quick", "--cases", "S1"]
 
@@ -60,3 +63,20 @@ def test_version(capsys):
 def test_bench_help_is_the_benchmarks_own():
     """`bench --help` is passed on to bench_lstm.py, which lists its options."""
     assert cli.parse_args(["bench", "--help"]).bench_args == ["--help"]
+
+
+def test_demo_writes_its_figure_under_out(tmp_path, monkeypatch, capsys):
+    """Files go to --out (created if missing), and the command says where."""
+    pytest.importorskip("matplotlib")
+    from lstm_core.demos import timeseries
+    years, values = timeseries.load_sunspots()
+    real_run = timeseries.run
+    monkeypatch.setattr(timeseries, "run", lambda **kw: real_run(
+        series=(years[:80], values[:80]), window=5, hidden_size=3, **kw))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "results" / "run1"
+    assert cli.main(["demo", "--epochs", "1", "--out", str(out)]) == 0
+    figure = out / "sunspots_forecast.png"
+    assert figure.is_file() and figure.stat().st_size > 0
+    assert f"figure written to {figure}" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == [tmp_path / "results"]  # nothing else in the folder
