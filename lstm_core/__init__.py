@@ -44,7 +44,7 @@ from lstm_core.layers import LSTM, Linear, SequenceModel
 from lstm_core.losses import cross_entropy_loss, mse_loss
 from lstm_core.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_schedule, step_schedule
 from lstm_core.reference import LSTMGrads
-from lstm_core.train import History, evaluate, fit, predict
+from lstm_core.train import Callback, History, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Callback",
     "GateTrace",
     "History",
     "LSTMCache",

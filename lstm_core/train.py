@@ -12,9 +12,11 @@ integer labels for cross-entropy; for output="all" one per step, laid out like x
 steps are left out of the loss.  Float data is cast to the model's dtype.
 """
 
+import copy
 import sys
+import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -32,19 +34,38 @@ class History(dict[str, list[float]]):
     """What fit returns: metric name -> list of one value per epoch.
 
     The metrics are "loss" (the mean over the epoch's counted targets, padding steps
-    excluded, each batch's loss as it was trained), "val_loss", "accuracy" and
-    "val_accuracy" (integer labels), "lr" (the learning rate at the start of the epoch).
+    excluded, each batch's loss as it was trained), the metrics fit was asked for
+    ("accuracy" by default with integer labels, "mae"), the same prefixed with ``val_`` for the
+    validation data, and "lr" (the learning rate at the start of the epoch).
 
     Attributes
     ----------
+    history : dict of str to list of float
+        The same lists as a plain dict (as Keras's History.history).
     best_epoch : int or None
-        0-based, the epoch early stopping judged best, or None without patience.
+        The epoch early stopping judged best, counted from 1 as the progress lines count
+        them, or None without patience.
     stopped_early : bool
-        Whether early stopping ended the training.
+        Whether early stopping, or a callback, ended the training.
     """
 
     best_epoch: int | None = None
     stopped_early: bool = False
+
+    @property
+    def history(self) -> dict[str, list[float]]:
+        return {name: list(values) for name, values in self.items()}
+
+
+class Callback(Protocol):
+    """What fit calls, if an object has it (every method is optional):
+
+    on_epoch_end(epoch, logs)
+        After each epoch, epoch counted from 1, logs its metrics (a fresh dict, the values
+        just appended to the History).  Returning True stops the training after this epoch.
+    on_train_end(history)
+        Once, with the History fit is about to return (after the best epoch was restored).
+    """
 
 
 class _Data:
@@ -81,6 +102,13 @@ class _Data:
                                  f"got shape {y.shape}")
             self.y = y
         self.lengths = check_lengths(lengths, self.steps, self.size)
+
+    def subset(self, index: IntArray) -> "_Data":
+        """The sequences in index, as a dataset of its own."""
+        part = copy.copy(self)
+        part.x, part.y, part.lengths = self.batch(index)
+        part.size = len(index)
+        return part
 
     def batch(self, index: IntArray) -> _Batch:
         """(x, y, lengths) of the sequences in index."""
@@ -142,34 +170,50 @@ def _positive(value: object, name: str) -> int:
 
 
 class _Progress:
-    """A progress display: tqdm when installed (a bar over all batches), else one plain line
-    per epoch on stderr; mode False shows nothing, "plain" forces the plain lines."""
+    """What fit shows: one line per epoch that stays on screen (epoch counted from 1, its
+    metrics, its time), with a tqdm bar over the epoch's batches while it runs (tqdm when
+    installed, else the lines alone), on stderr; and a line when early stopping or a callback
+    ends the training.  Mode False shows nothing, "plain" the lines without a bar."""
 
-    def __init__(self, mode: bool | str, total: int, epochs: int) -> None:
+    def __init__(self, mode: bool | str, batches: int, epochs: int) -> None:
+        self.shown, self.batches, self.epochs = mode is not False, batches, epochs
+        self.tqdm: Any = None
         self.bar: Any = None
-        self.plain, self.epochs = mode == "plain", epochs
+        self.started = 0.0
         if mode is True:
             try:
                 from tqdm import tqdm  # optional dependency, imported only when used
             except ImportError:
-                self.plain = True
+                pass
             else:
-                self.bar = tqdm(total=total, unit="batch", leave=False)
+                self.tqdm = tqdm
+
+    def epoch_start(self, epoch: int) -> None:
+        self.started = time.perf_counter()
+        if self.tqdm is not None:
+            self.bar = self.tqdm(total=self.batches, unit="batch", leave=False,
+                                 desc=f"epoch {epoch + 1}/{self.epochs}")
 
     def batch_done(self) -> None:
         if self.bar is not None:
             self.bar.update(1)
 
     def epoch_done(self, epoch: int, metrics: dict[str, float]) -> None:
-        text = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs} {text}")
-        elif self.plain:
-            print(f"epoch {epoch + 1}/{self.epochs} {text}", file=sys.stderr, flush=True)
+        text = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        seconds = time.perf_counter() - self.started
+        self.say(f"epoch {epoch + 1}/{self.epochs}  {text}  ({seconds:.1f} s)")
+
+    def say(self, line: str) -> None:
+        self.close()
+        if self.tqdm is not None:
+            self.tqdm.write(line, file=sys.stderr)
+        elif self.shown:
+            print(line, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _hits(out: FloatArray, labels: NDArray[Any],
@@ -180,13 +224,61 @@ def _hits(out: FloatArray, labels: NDArray[Any],
     return float((hits * counted).sum()), float(counted.sum())
 
 
+#: The metrics fit and evaluate compute on request, besides the loss.
+METRICS = ("accuracy", "mae")
+
+
+def _metrics(names: Sequence[str] | None, targets: NDArray[Any]) -> tuple[str, ...]:
+    """The checked metric names: by default "accuracy" for integer labels, nothing else."""
+    labels = targets.dtype.kind in "iu"
+    if names is None:
+        return ("accuracy",) if labels else ()
+    if isinstance(names, str):
+        raise TypeError(f"metrics must be a list of names, got the string {names!r}")
+    chosen = tuple(names)
+    unknown = [name for name in chosen if name not in METRICS]
+    if unknown:
+        raise ValueError(f"unknown metrics {unknown}; known: {list(METRICS)}")
+    if "accuracy" in chosen and not labels:
+        raise ValueError("metric 'accuracy' needs integer class labels as targets")
+    if "mae" in chosen and labels:
+        raise ValueError("metric 'mae' needs float targets (integer labels are classes)")
+    return chosen
+
+
+def _abs_errors(out: FloatArray, targets: NDArray[Any],
+                mask: NDArray[np.bool_] | None) -> tuple[float, float]:
+    """(sum of |out - target| over counted elements, their number)."""
+    errors = np.abs(out.astype(np.float64) - targets)
+    counted = np.ones(errors.shape) if mask is None else np.broadcast_to(mask, errors.shape)
+    return float((errors * counted).sum()), float(counted.sum())
+
+
 class _Totals:
     """Running sums of one epoch: each batch's loss weighted by its number of counted targets
-    (valid steps times sequences for per-step targets), and the hits and counts behind the
-    accuracy."""
+    (valid steps times sequences for per-step targets), and the sums and counts behind the
+    accuracy and the mean absolute error."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: tuple[str, ...]) -> None:
+        self.metrics = metrics
         self.loss = self.weight = self.hits = self.counted = 0.0
+        self.abs_error = self.elements = 0.0
+
+    def add(self, out: FloatArray, targets: NDArray[Any],
+            mask: NDArray[np.bool_] | None) -> None:
+        """The metrics' sums of one batch."""
+        if "accuracy" in self.metrics:
+            hits, counted = _hits(out, targets, mask)
+            self.hits, self.counted = self.hits + hits, self.counted + counted
+        if "mae" in self.metrics:
+            error, elements = _abs_errors(out, targets, mask)
+            self.abs_error, self.elements = self.abs_error + error, self.elements + elements
+
+    def values(self) -> dict[str, float]:
+        """The metrics of the batches added so far."""
+        found = {"accuracy": self.hits / max(1.0, self.counted),
+                 "mae": self.abs_error / max(1.0, self.elements)}
+        return {name: found[name] for name in self.metrics}
 
 
 class _NonFinite(Exception):
@@ -239,9 +331,7 @@ def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimize
         weight = x.shape[data.batch_axis]
     totals.loss += loss * weight
     totals.weight += weight
-    if y.dtype.kind in "iu":
-        hits, counted = _hits(out, y, mask)
-        totals.hits, totals.counted = totals.hits + hits, totals.counted + counted
+    totals.add(out, y, mask)
     return state
 
 
@@ -250,7 +340,9 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         lengths: ArrayLike | None = None, validation_data: Sequence[Any] | None = None,
         shuffle: bool = True, seed: int | None = None, patience: int | None = None,
         min_delta: float = 0.0, restore_best: bool = True, clip_norm: float | None = None,
-        tbptt: int | None = None, progress: bool | Literal["plain"] = True) -> History:
+        tbptt: int | None = None, progress: bool | Literal["plain"] = True,
+        metrics: Sequence[str] | None = None, validation_split: float = 0.0,
+        callbacks: Sequence[Callback] = ()) -> History:
     """Train `model` on (x, y) with mini-batches.
 
     Data layout follows the model's stack: x is (T, N, I), or (N, T, I) when batch_first.
@@ -278,6 +370,9 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     validation_data : tuple, optional
         (x_val, y_val) or (x_val, y_val, lengths_val), evaluated after every epoch in eval
         mode.
+    validation_split : float, default 0.0
+        In [0, 1): instead of validation_data, hold out the last fraction of the sequences
+        (as Keras: the first int(N * (1 - validation_split)) train), before any shuffling.
     shuffle : bool, default True
         A new permutation of the sequences every epoch, from np.random.default_rng(seed).
     seed : int, optional
@@ -296,7 +391,16 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         batch is cut into chunks of tbptt steps, one update per chunk, the state carried
         from chunk to chunk and gradients stopped at chunk borders.
     progress : bool or "plain", default True
-        True (tqdm if installed, else plain lines on stderr), "plain", or False.
+        On stderr, one line per epoch that stays (epoch from 1, its metrics, its time) and a
+        line when training stops early: True adds a tqdm bar over each epoch's batches (when
+        tqdm is installed), "plain" shows the lines alone, False nothing.
+    metrics : list of str, optional
+        Besides the loss, "accuracy" (integer labels) and "mae" (mean absolute error, float
+        targets), for the training batches and the validation data; default: "accuracy"
+        with integer labels, else none.
+    callbacks : list, optional
+        Objects with any of on_epoch_end(epoch, logs) and on_train_end(history) (see
+        Callback); on_epoch_end returning True stops the training.
 
     Returns
     -------
@@ -308,8 +412,9 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     TypeError
         For a model that is not a SequenceModel, non-float x, or malformed validation_data.
     ValueError
-        For wrong shapes, non-positive counts, an unknown loss or progress, tbptt with
-        output="last", or an optimizer made over other arrays than this model's parameters.
+        For wrong shapes, non-positive counts, an unknown loss, progress or metric, tbptt
+        with output="last", validation_split out of range or together with validation_data,
+        or an optimizer made over other arrays than this model's parameters.
     FloatingPointError
         When a batch's loss or gradient is not finite (NaN or infinite): training stops
         before that batch's update, naming the epoch and the batch; the parameters keep their
@@ -340,25 +445,32 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     data = _Data(model, x, y, lengths)
     if data.size == 0:
         raise ValueError("x holds no sequences")
+    chosen = _metrics(metrics, cast(NDArray[Any], data.y))
+    hooks = _callback_hooks(callbacks)
     val = None
     if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_data or validation_split, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise TypeError("validation_data must be (x_val, y_val) or (x_val, y_val, lengths)")
         val_lengths = validation_data[2] if len(validation_data) == 3 else None
         val = _Data(model, validation_data[0], validation_data[1], val_lengths, name="x_val")
+    elif validation_split:
+        data, val = _split(data, validation_split)
     optimizer = Adam(model.params) if optimizer is None else optimizer
     _check_optimizer(optimizer, model)
     rng = np.random.default_rng(seed)
     history = History()
     best, waited = np.inf, 0
     best_state: dict[str, FloatArray] | None = None
-    batches_per_epoch = -(-data.size // batch_size)
-    display = _Progress(progress, epochs * batches_per_epoch, epochs)
+    display = _Progress(progress, -(-data.size // batch_size), epochs)
+    monitored_name = "val_loss" if val is not None else "loss"
     model.train()
     try:
         for epoch in range(epochs):
             lr = optimizer.current_lr()
-            totals = _Totals()
+            totals = _Totals(chosen)
+            display.epoch_start(epoch)
             order = _batches(data.size, batch_size, rng if shuffle else None)
             for number, index in enumerate(order, start=1):
                 batch = data.batch(index)
@@ -382,35 +494,72 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                         "rate, clip the gradients with clip_norm, or check the data)"
                     ) from None
                 display.batch_done()
-            metrics = {"loss": totals.loss / max(totals.weight, 1)}
-            if totals.counted:
-                metrics["accuracy"] = totals.hits / totals.counted
+            logs = {"loss": totals.loss / max(totals.weight, 1), **totals.values()}
             if val is not None:
-                val_y = cast(NDArray[Any], val.y)  # validation_data always has targets
-                for k, v in evaluate(model, val.x, val_y, loss=loss,
-                                     lengths=val.lengths).items():
-                    metrics["val_" + k] = v
-            metrics["lr"] = lr
-            for k, v in metrics.items():
+                val_y = cast(NDArray[Any], val.y)  # validation data always has targets
+                for k, v in evaluate(model, val.x, val_y, loss=loss, lengths=val.lengths,
+                                     metrics=chosen).items():
+                    logs["val_" + k] = v
+            logs["lr"] = lr
+            for k, v in logs.items():
                 history.setdefault(k, []).append(v)
-            display.epoch_done(epoch, metrics)
-
+            display.epoch_done(epoch, logs)
+            stop = any([bool(hook(epoch + 1, dict(logs))) for hook in hooks["on_epoch_end"]])
+            if stop:
+                history.stopped_early = True
+                display.say(f"stopped by a callback after epoch {epoch + 1}")
             if patience is not None:
-                monitored = metrics["val_loss" if val is not None else "loss"]
+                monitored = logs[monitored_name]
                 if monitored < best - min_delta:
-                    best, waited, history.best_epoch = monitored, 0, epoch
+                    best, waited, history.best_epoch = monitored, 0, epoch + 1
                     best_state = model.state_dict()
                 else:
                     waited += 1
-                    if waited >= patience:
-                        history.stopped_early = True
-                        break
+                    if waited >= patience and not stop:
+                        history.stopped_early = stop = True
+                        display.say(f"early stopping: {monitored_name} did not improve by more "
+                                    f"than {min_delta:g} for {patience} epochs; stopped after "
+                                    f"epoch {epoch + 1}")
+            if stop:
+                break
     finally:
         display.close()
         model.train()
     if patience is not None and restore_best and best_state is not None:
         model.load_state_dict(best_state)
+        if history.best_epoch != len(history["loss"]):
+            display.say(f"restored the parameters of epoch {history.best_epoch} "
+                        f"({monitored_name} {best:.4g})")
+    for hook in hooks["on_train_end"]:
+        hook(history)
     return history
+
+
+def _callback_hooks(callbacks: Sequence[Callback]) -> dict[str, list[Any]]:
+    """The callbacks' methods by name; every callback must have at least one."""
+    if isinstance(callbacks, (str, bytes)) or not isinstance(callbacks, Sequence):
+        raise TypeError("callbacks must be a list of objects with on_epoch_end and/or "
+                        f"on_train_end, got {type(callbacks).__name__}")
+    hooks: dict[str, list[Any]] = {"on_epoch_end": [], "on_train_end": []}
+    for callback in callbacks:
+        found = [name for name in hooks if callable(getattr(callback, name, None))]
+        if not found:
+            raise TypeError(f"callback {callback!r} has neither on_epoch_end nor on_train_end")
+        for name in found:
+            hooks[name].append(getattr(callback, name))
+    return hooks
+
+
+def _split(data: _Data, fraction: float) -> tuple[_Data, _Data]:
+    """(training, validation): the last `fraction` of the sequences held out, as Keras."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+            0 < fraction < 1):
+        raise ValueError(f"validation_split must be in (0, 1), got {fraction!r}")
+    split_at = int(data.size * (1.0 - fraction))
+    if split_at < 1 or split_at >= data.size:
+        raise ValueError(f"validation_split={fraction} of {data.size} sequences leaves "
+                         f"{split_at} to train on and {data.size - split_at} to validate")
+    return data.subset(np.arange(split_at)), data.subset(np.arange(split_at, data.size))
 
 
 def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = None,
@@ -480,8 +629,9 @@ def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = N
 
 def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
              loss: str | LossFunction = "mse", lengths: ArrayLike | None = None,
-             batch_size: int | None = None) -> dict[str, float]:
-    """The loss (and accuracy) of the model on (x, y) in eval mode.
+             batch_size: int | None = None,
+             metrics: Sequence[str] | None = None) -> dict[str, float]:
+    """The loss (and metrics) of the model on (x, y) in eval mode.
 
     Parameters
     ----------
@@ -497,28 +647,29 @@ def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
         Each sequence's length; padding steps are excluded.
     batch_size : int, optional
         Run that many sequences at a time (None: all at once).
+    metrics : list of str, optional
+        As fit's: "accuracy", "mae"; default "accuracy" with integer labels.
 
     Returns
     -------
     dict of str to float
-        {"loss": the mean over every counted target}, with integer labels also "accuracy".
+        {"loss": the mean over every counted target} and each metric.
 
     Raises
     ------
     TypeError
         For a model that is not a SequenceModel or non-float x.
     ValueError
-        For wrong shapes or an unknown loss.
+        For wrong shapes, an unknown loss or metric.
     """
     _check_model(model)
     loss_fn = get_loss(loss)
     data = _Data(model, x, y, lengths)
+    chosen = _metrics(metrics, cast(NDArray[Any], data.y))
     out = predict(model, data.x, lengths=data.lengths, batch_size=batch_size)
     targets = cast(NDArray[Any], data.y)  # given: evaluate's y is required
     mask = data.loss_mask(data.lengths, data.steps, targets.ndim)
     value, _ = loss_fn(out, targets, mask)
-    metrics = {"loss": value}
-    if targets.dtype.kind in "iu":
-        hits, counted = _hits(out, targets, mask)
-        metrics["accuracy"] = hits / max(1.0, counted)
-    return metrics
+    totals = _Totals(chosen)
+    totals.add(out, targets, mask)
+    return {"loss": value, **totals.values()}

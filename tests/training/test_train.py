@@ -1,6 +1,7 @@
 """The fit loop, predict and evaluate: a seeded tiny training run, shuffling, validation, early
 stopping, progress output, truncated BPTT and stateful inference."""
 
+import re
 import sys
 
 import numpy as np
@@ -71,7 +72,7 @@ def test_early_stopping_restores_the_best_epoch():
     model = regressor()
     history = lc.fit(model, x, y, validation_data=(x, -y), epochs=20, batch_size=8, seed=0,
                      patience=2, optimizer=lc.Adam(model.params, lr=0.02), progress=False)
-    assert history.stopped_early and history.best_epoch == 0
+    assert history.stopped_early and history.best_epoch == 1  # counted from 1
     assert len(history["loss"]) == 3
     after_one = regressor()
     lc.fit(after_one, x, y, epochs=1, batch_size=8, seed=0,
@@ -80,23 +81,120 @@ def test_early_stopping_restores_the_best_epoch():
         assert np.array_equal(value, after_one.params[name]), name
 
 
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  loss \S+(  \w+ \S+)*  \(\d+\.\d s\)$")
+
+
 def test_progress_output(capsys, monkeypatch):
     x, y = regression_data(n=8)
     lc.fit(regressor(), x, y, epochs=2, progress=False)
     assert capsys.readouterr().err == ""
     lc.fit(regressor(), x, y, epochs=2, progress="plain")
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 2 and lines[1].startswith("epoch 2/2 loss ")
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm not installed: plain fallback
+    assert [EPOCH_LINE.match(line).group(1, 2) for line in lines] == [("1", "2"), ("2", "2")]
+    assert "  lr 0.001  " in lines[1]
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # tqdm not installed: the lines alone
     lc.fit(regressor(), x, y, epochs=1, progress=True)
-    assert capsys.readouterr().err.startswith("epoch 1/1 loss ")
+    assert EPOCH_LINE.match(capsys.readouterr().err.strip())
 
 
-def test_progress_bar_with_tqdm(capsys):
+def test_progress_bar_with_tqdm_keeps_one_line_per_epoch(capsys):
     pytest.importorskip("tqdm")
     x, y = regression_data(n=8)
     lc.fit(regressor(), x, y, epochs=2, batch_size=4, progress=True)
-    assert "batch" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "batch" in err  # the bar ran
+    kept = [line for line in err.replace("\r", "\n").splitlines() if EPOCH_LINE.match(line)]
+    assert [EPOCH_LINE.match(line).group(1) for line in kept] == ["1", "2"]
+
+
+def test_early_stopping_says_so_and_counts_from_one(capsys):
+    """The stop and the restored epoch are announced, with the epoch numbers of the lines."""
+    x, y = regression_data(n=32)
+    model = regressor()
+    history = lc.fit(model, x, y, optimizer=lc.Adam(model.params, lr=0.5), epochs=30,
+                     batch_size=8, patience=2, seed=0, progress="plain")
+    lines = capsys.readouterr().err.splitlines()
+    assert history.stopped_early and len(history["loss"]) < 30
+    last = len(history["loss"])
+    assert EPOCH_LINE.match(lines[last - 1]).group(1) == str(last)
+    assert lines[last] == ("early stopping: loss did not improve by more than 0 for 2 epochs; "
+                           f"stopped after epoch {last}")
+    best = history.best_epoch
+    assert best == 1 + int(np.argmin(history["loss"]))
+    assert lines[last + 1].startswith(f"restored the parameters of epoch {best} (loss ")
+
+
+def test_history_is_a_dict_of_lists():
+    x, y = regression_data(n=16)
+    history = lc.fit(regressor(), x, y, epochs=3, progress=False)
+    assert history.history == dict(history) and set(history.history) == {"loss", "lr"}
+    assert all(isinstance(v, list) and len(v) == 3 for v in history.history.values())
+    history.history["loss"].append(0.0)  # a copy
+    assert len(history["loss"]) == 3
+
+
+def test_mae_metric_is_the_mean_absolute_error():
+    x, y = regression_data(n=24)
+    model = regressor()
+    history = lc.fit(model, x, y, epochs=2, batch_size=24, shuffle=False, metrics=["mae"],
+                     validation_data=(x[:8], y[:8]), progress=False)
+    assert set(history) == {"loss", "mae", "val_loss", "val_mae", "lr"}
+    model.eval()
+    want = float(np.abs(model(x[:8]).astype(np.float64) - y[:8]).mean())
+    assert history["val_mae"][-1] == pytest.approx(want, rel=1e-6)
+    assert lc.evaluate(model, x[:8], y[:8], metrics=["mae"])["mae"] == pytest.approx(want,
+                                                                                     rel=1e-6)
+
+
+def test_metrics_are_checked():
+    x, y = regression_data(n=8)
+    labels = np.zeros(8, np.int64)
+    for metrics, error, match in [(["f1"], ValueError, "unknown metrics"),
+                                  (["accuracy"], ValueError, "integer class labels"),
+                                  ("mae", TypeError, "list of names")]:
+        with pytest.raises(error, match=match):
+            lc.fit(regressor(), x, y, epochs=1, metrics=metrics, progress=False)
+    classifier = lc.SequenceModel(lc.LSTM(2, 4, batch_first=True, seed=0), lc.Linear(4, 2, seed=0))
+    with pytest.raises(ValueError, match="float targets"):
+        lc.fit(classifier, x, labels, loss="cross_entropy", epochs=1, metrics=["mae"],
+               progress=False)
+
+
+def test_validation_split_holds_out_the_last_sequences():
+    x, y = regression_data(n=20)
+    split = lc.fit(regressor(), x, y, epochs=2, validation_split=0.25, seed=3, progress=False)
+    explicit = lc.fit(regressor(), x[:15], y[:15], epochs=2, validation_data=(x[15:], y[15:]),
+                      seed=3, progress=False)
+    assert split.history == explicit.history
+    for bad in (1.0, 0.99, -0.5, True):  # 0.99 of 20 leaves none to train on
+        with pytest.raises(ValueError, match="validation_split"):
+            lc.fit(regressor(), x, y, epochs=1, validation_split=bad, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        lc.fit(regressor(), x, y, epochs=1, validation_split=0.5, validation_data=(x, y),
+               progress=False)
+
+
+def test_callbacks_see_every_epoch_and_can_stop():
+    x, y = regression_data(n=16)
+
+    class Recorder:
+        def __init__(self):
+            self.seen, self.ended = [], None
+
+        def on_epoch_end(self, epoch, logs):
+            self.seen.append((epoch, logs["loss"]))
+            return epoch == 3  # stop after the third
+
+        def on_train_end(self, history):
+            self.ended = history
+
+    recorder = Recorder()
+    history = lc.fit(regressor(), x, y, epochs=10, callbacks=[recorder], progress=False)
+    assert [e for e, _ in recorder.seen] == [1, 2, 3]
+    assert [loss for _, loss in recorder.seen] == history["loss"]
+    assert recorder.ended is history and history.stopped_early
+    with pytest.raises(TypeError, match="neither on_epoch_end nor on_train_end"):
+        lc.fit(regressor(), x, y, epochs=1, callbacks=[object()], progress=False)
 
 
 def manual_tbptt(model, x, y, lengths, steps, batches, lr):
