@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lstm_core.embedding import Embedding, TokenSequenceModel
 from lstm_core.layers import GRU, LSTM, RNN, Linear, SequenceModel
 
 #: A model save_model writes and load_model returns.
-Model = LSTM | GRU | RNN | Linear | SequenceModel
+Model = LSTM | GRU | RNN | Linear | SequenceModel | Embedding
 
 # The classes a file may name, by name: nothing else is ever constructed from a file.
 _RECURRENT: dict[str, type[LSTM] | type[GRU] | type[RNN]] = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
@@ -42,10 +43,10 @@ _CONFIG_KEY = "__config__"
 
 def _describe(model: object) -> dict[str, Any]:
     """The JSON-able description of a model: class name and constructor arguments."""
-    if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel)):
+    if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel, Embedding)):
         raise TypeError(
-            "model must be an lstm_core LSTM, GRU, RNN, Linear or SequenceModel, "
-            f"got {type(model).__name__}"
+            "model must be an lstm_core LSTM, GRU, RNN, Linear, SequenceModel, Embedding or "
+            f"TokenSequenceModel, got {type(model).__name__}"
         )
     return {"format": FORMAT, "version": VERSION, "class": type(model).__name__,
             "config": model.config()}
@@ -66,9 +67,14 @@ def _build(description: object) -> Model:
             return _RECURRENT[kind](**config)
         if kind == "Linear":
             return Linear(**config)
-        if kind == "SequenceModel":
+        if kind == "Embedding":
+            return Embedding(**config)
+        if kind in ("SequenceModel", "TokenSequenceModel"):
             head = None if config["head"] is None else Linear(**config["head"])
             cell = _RECURRENT[config.get("cell", "LSTM")]  # files before GRU/RNN: an LSTM
+            if kind == "TokenSequenceModel":
+                return TokenSequenceModel(Embedding(**config["embedding"]),
+                                          cell(**config["lstm"]), head, output=config["output"])
             return SequenceModel(cell(**config["lstm"]), head, output=config["output"])
     except (TypeError, KeyError, ValueError) as error:
         raise ValueError(f"invalid {kind} configuration {config!r:.200}: {error}") from error
@@ -83,7 +89,7 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
 
     Parameters
     ----------
-    model : LSTM, GRU, RNN, Linear or SequenceModel
+    model : LSTM, GRU, RNN, Linear, SequenceModel, Embedding or TokenSequenceModel
         The model to save.
     path : str or path-like
         The file to write (replaced if it exists).
@@ -178,7 +184,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
 
     Returns
     -------
-    LSTM, GRU, RNN, Linear or SequenceModel
+    LSTM, GRU, RNN, Linear, SequenceModel, Embedding or TokenSequenceModel
         A new model with the saved configuration and parameters.
 
     Raises

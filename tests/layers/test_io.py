@@ -193,3 +193,81 @@ def test_unknown_cell_in_a_file_is_refused(tmp_path):
     np.savez(path, **entries)
     with pytest.raises(ValueError, match="Transformer|configuration"):
         lc.load_model(path)
+
+
+# ----------------------------------------------------------------------------- every class
+
+def _seeded_instances():
+    """A seeded instance of every public model class, with an input it runs on: (model,
+    x, lengths).  Keyed by class name; the test below fails when a public class is missing."""
+    from lstm_core.embedding import Embedding, TokenSequenceModel
+    rng = np.random.default_rng(7)
+    seq = rng.standard_normal((4, 3, 2)).astype(np.float32)  # (T, N, I)
+    ids = rng.integers(0, 20, (3, 5, 1)).astype(np.float32)  # (N, T, 1) token ids
+    return {
+        "LSTM": (lc.LSTM(2, 3, 2, bidirectional=True, seed=1), seq, None),
+        "GRU": (lc.GRU(2, 3, seed=2), seq, None),
+        "RNN": (lc.RNN(2, 3, num_layers=2, seed=3), seq, None),
+        "Linear": (lc.Linear(2, 5, seed=4), seq, None),
+        "SequenceModel": (lc.SequenceModel(lc.GRU(2, 3, seed=5), lc.Linear(3, 1, seed=6)),
+                          seq, None),
+        "Embedding": (Embedding(20, 3, padding_idx=0, seed=8), ids[..., 0].astype(np.int64),
+                      None),
+        "TokenSequenceModel": (TokenSequenceModel(
+            Embedding(20, 4, seed=9), lc.LSTM(4, 3, batch_first=True, seed=10),
+            lc.Linear(3, 2, seed=11)), ids, np.array([5, 2, 4])),
+    }
+
+
+def _public_model_classes():
+    """Every class a user can import from lstm_core or lstm_core.embedding that is a Module."""
+    import inspect
+
+    import lstm_core.embedding
+    from lstm_core.layers import Module
+    from lstm_core.layers import RecurrentStack
+    found = {}
+    for namespace in (lc, lstm_core.embedding):
+        for name, value in vars(namespace).items():
+            # the two bases are not models one builds
+            if (inspect.isclass(value) and issubclass(value, Module)
+                    and value not in (Module, RecurrentStack) and not name.startswith("_")):
+                found[name] = value
+    return found
+
+
+def test_every_public_model_class_round_trips(tmp_path):
+    instances = _seeded_instances()
+    classes = _public_model_classes()
+    assert set(classes) <= set(instances), f"no round-trip case for {set(classes) - set(instances)}"
+    for name, (original, x, lengths) in instances.items():
+        assert type(original) is classes[name], name
+        path = tmp_path / f"{name}.npz"
+        lc.save_model(original, path)
+        loaded = lc.load_model(path)
+        assert type(loaded) is type(original) and loaded.config() == original.config(), name
+        want, got = original.state_dict(), loaded.state_dict()
+        assert list(got) == list(want), name
+        for key in want:
+            assert np.array_equal(got[key], want[key]) and got[key].dtype == want[key].dtype, key
+        for m in (original, loaded):
+            if hasattr(m, "eval"):
+                m.eval()
+        kwargs = {} if lengths is None else {"lengths": lengths}
+        out_a, out_b = original(x, **kwargs), loaded(x, **kwargs)
+        out_a, out_b = (out_a[0], out_b[0]) if isinstance(out_a, tuple) else (out_a, out_b)
+        assert np.array_equal(out_a, out_b), f"{name}: outputs differ after loading"
+
+
+def test_a_newer_format_version_is_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    lc.save_model(model(np.float64), path)
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {k: archive[k] for k in archive.files}
+    description = json.loads(str(entries["__config__"]))
+    description["version"] = lstm_core.io.VERSION + 1
+    entries["__config__"] = np.array(json.dumps(description))
+    np.savez(path, **entries)
+    with pytest.raises(ValueError, match=rf"version {lstm_core.io.VERSION + 1} \(this is "
+                                         rf"{lstm_core.io.VERSION}\)"):
+        lc.load_model(path)
