@@ -1,7 +1,7 @@
 """The long-lag experiments: adding problem (T = 50, 100, 200) and copy memory, LSTM vs GRU
 vs vanilla RNN with the same parameter budget and seeds.
 
-    python examples/long_lag.py                       # ~15 minutes on one core
+    python examples/long_lag.py                       # ~10 minutes on one core
     python examples/long_lag.py --out examples/results/long_lag   # the committed results
     python examples/long_lag.py --quick               # a smoke test
 

@@ -93,3 +93,33 @@ def test_one_state_models_train_and_predict(cell):
     layer_y, layer_h = model.lstm.eval()(x[:5])
     np.testing.assert_allclose(out, model.head(layer_h[-1]), rtol=1e-6)
     assert h_n.shape == (1, 5, 6)
+
+
+RUN_TWICE = """
+import sys
+from lstm_core.demos import long_lag as ll
+ll.main(out_dir=sys.argv[1], quick=True, cells=["lstm", "gru", "rnn"],
+        tasks=["adding50", "copy"], verbose=False)
+"""
+
+
+def test_two_runs_print_the_same_table(tmp_path):
+    """The budgets count updates, not seconds, and the table holds no wall time: two runs of
+    the same commit (fresh processes, as two invocations are) give the same table."""
+    from lstm_problems import run_python
+    tables = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        proc = run_python(RUN_TWICE, str(out), cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        tables.append((out / "table.md").read_text())
+    assert tables[0] == tables[1]
+    assert "seconds" not in tables[0] and tables[0].count("\n") == 2 + 6
+
+
+def test_budgets_are_updates():
+    """Each task's budget is a number of updates, rounded up to whole epochs."""
+    r = ll.run_task("adding50", "lstm", n_train=64, n_val=16, n_test=16, batch_size=16,
+                    max_updates=6)
+    assert r["updates"] == 8 and r["solved_at_update"] is None  # 2 epochs of 4 updates
+    assert all(isinstance(t[3], int) and t[3] >= 1000 for t in ll.TASKS.values())
