@@ -62,7 +62,7 @@ API_SECTIONS = (
     ("Functional API: LSTM, GRU and RNN", ("lstm_core._lstm",)),
     ("Gradients (named tuples)", ("lstm_core.reference",)),
     ("Threads and memory", ("lstm_core._threads", "lstm_core._boundary")),
-    ("Layers", ("lstm_core.layers",)),
+    ("Layers", ("lstm_core.layers", "lstm_core.heads")),
     ("Losses", ("lstm_core.losses",)),
     ("Optimizers and schedules", ("lstm_core.optim",)),
     ("Training", ("lstm_core.train",)),

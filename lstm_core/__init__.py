@@ -40,6 +40,7 @@ from lstm_core._threads import get_num_threads, set_num_threads
 from lstm_core import _threadpool
 from lstm_core.gates import GateTrace, gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
+from lstm_core.heads import Dropout, ReLU, Sequential, Tanh
 from lstm_core.layers import LSTM, Linear, SequenceModel
 from lstm_core.losses import cross_entropy_loss, mse_loss
 from lstm_core.optim import SGD, Adam, AdamW, clip_grad_norm, cosine_schedule, step_schedule
@@ -54,13 +55,17 @@ __all__ = [
     "Adam",
     "AdamW",
     "Callback",
+    "Dropout",
     "GateTrace",
     "History",
     "LSTMCache",
     "LSTMGrads",
     "Linear",
     "PackedLSTM",
+    "ReLU",
+    "Sequential",
     "SequenceModel",
+    "Tanh",
     "clip_grad_norm",
     "cosine_schedule",
     "cross_entropy_loss",

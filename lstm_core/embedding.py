@@ -13,7 +13,7 @@ lc.predict already handle (their data path carries floats only); ids are exact i
 to 2**24, far beyond any vocabulary here.
 """
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -21,6 +21,9 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 from lstm_core._typing import FloatArray
 from lstm_core.layers import (Linear, Module, RecurrentStack, SequenceModel, _positive_int,
                               float_dtype)
+
+if TYPE_CHECKING:
+    from lstm_core.heads import Sequential
 
 _EXACT_FLOAT32_IDS = 2 ** 24
 
@@ -177,7 +180,8 @@ class TokenSequenceModel(SequenceModel):
         2**24 tokens.
     """
 
-    def __init__(self, embedding: Embedding, lstm: RecurrentStack, head: Linear | None = None,
+    def __init__(self, embedding: Embedding, lstm: RecurrentStack,
+                 head: "Linear | Sequential | None" = None,
                  *, output: str = "last") -> None:
         if not isinstance(embedding, Embedding):
             raise TypeError(f"embedding must be an Embedding, got {type(embedding).__name__}")

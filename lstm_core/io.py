@@ -5,7 +5,7 @@
 
 File format: one .npz (zip) archive holding every parameter under its state_dict name and
 "__config__", a 0-d unicode array with JSON {"format": "lstm_core.model", "version": 1,
-"class": "LSTM" | "GRU" | "RNN" | "Linear" | "SequenceModel", "config": constructor arguments}.  Nothing in it
+"class": the model class name, "config": its constructor arguments}.  Nothing in it
 is pickled, so loading never runs code.  Saving writes a temporary file in the target's folder,
 fsyncs it and renames it over the target (os.replace): a crash leaves the old file or the new
 one, never half of one.
@@ -20,16 +20,20 @@ import os
 import secrets
 import zipfile
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lstm_core.embedding import Embedding, TokenSequenceModel
+from lstm_core.heads import Dropout, ReLU, Sequential, Tanh, build_head_layer
 from lstm_core.layers import GRU, LSTM, RNN, Linear, SequenceModel
 
+#: A SequenceModel's head.
+Head = Linear | Sequential
 #: A model save_model writes and load_model returns.
-Model = LSTM | GRU | RNN | Linear | SequenceModel | Embedding
+Model = (LSTM | GRU | RNN | Linear | SequenceModel | Embedding | Sequential | Dropout | Tanh
+         | ReLU)
 
 # The classes a file may name, by name: nothing else is ever constructed from a file.
 _RECURRENT: dict[str, type[LSTM] | type[GRU] | type[RNN]] = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
@@ -43,10 +47,11 @@ _CONFIG_KEY = "__config__"
 
 def _describe(model: object) -> dict[str, Any]:
     """The JSON-able description of a model: class name and constructor arguments."""
-    if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel, Embedding)):
+    if not isinstance(model, (LSTM, GRU, RNN, Linear, SequenceModel, Embedding, Sequential,
+                              Dropout, Tanh, ReLU)):
         raise TypeError(
-            "model must be an lstm_core LSTM, GRU, RNN, Linear, SequenceModel, Embedding or "
-            f"TokenSequenceModel, got {type(model).__name__}"
+            "model must be an lstm_core LSTM, GRU, RNN, Linear, SequenceModel, Embedding, "
+            f"TokenSequenceModel, Sequential, Dropout, Tanh or ReLU, got {type(model).__name__}"
         )
     return {"format": FORMAT, "version": VERSION, "class": type(model).__name__,
             "config": model.config()}
@@ -69,8 +74,12 @@ def _build(description: object) -> Model:
             return Linear(**config)
         if kind == "Embedding":
             return Embedding(**config)
+        if kind in ("Tanh", "ReLU", "Dropout", "Sequential"):
+            return build_head_layer(kind, config)
         if kind in ("SequenceModel", "TokenSequenceModel"):
-            head = None if config["head"] is None else Linear(**config["head"])
+            # files written before Sequential heads have no head_class: a Linear
+            head = None if config["head"] is None else cast(Head, build_head_layer(
+                config.get("head_class") or "Linear", config["head"]))
             cell = _RECURRENT[config.get("cell", "LSTM")]  # files before GRU/RNN: an LSTM
             if kind == "TokenSequenceModel":
                 return TokenSequenceModel(Embedding(**config["embedding"]),

@@ -12,7 +12,7 @@ the time loop stays in the compiled kernels.  The reverse direction runs the sam
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -24,6 +24,9 @@ from lstm_core._lstm import (
 )
 from lstm_core._typing import FloatArray, IntArray
 from lstm_core.reference import LSTMGrads
+
+if TYPE_CHECKING:  # heads builds on this module
+    from lstm_core.heads import Sequential
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -1214,7 +1217,7 @@ class SequenceModel(Module):
     >>> dx = model.backward(np.ones_like(out))
     """
 
-    def __init__(self, lstm: RecurrentStack, head: Linear | None = None, *,
+    def __init__(self, lstm: RecurrentStack, head: "Linear | Sequential | None" = None, *,
                  output: str = "last") -> None:
         # `lstm` keeps its name (and the "lstm." parameter prefix) whatever the cell, so
         # that models and files written before GRU and RNN existed keep working.
@@ -1222,8 +1225,10 @@ class SequenceModel(Module):
             raise TypeError(
                 f"lstm must be an lstm_core.LSTM, GRU or RNN, got {type(lstm).__name__}"
             )
-        if head is not None and not isinstance(head, Linear):
-            raise TypeError(f"head must be an lstm_core.Linear or None, got {type(head).__name__}")
+        from lstm_core.heads import Sequential  # heads builds on this module
+        if head is not None and not isinstance(head, (Linear, Sequential)):
+            raise TypeError("head must be an lstm_core.Linear, Sequential or None, got "
+                            f"{type(head).__name__}")
         if output not in ("last", "all"):
             raise ValueError(f"output must be 'last' or 'all', got {output!r}")
         features = lstm.hidden_size * lstm.num_directions
@@ -1257,6 +1262,7 @@ class SequenceModel(Module):
         return {"lstm": self.lstm.config(),
                 "cell": type(self.lstm).__name__,
                 "head": None if self.head is None else self.head.config(),
+                "head_class": None if self.head is None else type(self.head).__name__,
                 "output": self.output}
 
     def __repr__(self) -> str:
