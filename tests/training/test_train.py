@@ -358,3 +358,13 @@ def test_a_non_finite_loss_restores_the_best_epoch():
     assert len(saved) == 2                       # epochs 1 and 2 each improved the loss
     for name, value in model.params.items():     # epoch 2's parameters are back
         np.testing.assert_array_equal(value, saved[-1][name], err_msg=name)
+
+
+def test_fit_and_evaluate_take_nested_lists():
+    """x and y are array_like: nested lists train exactly as the arrays they hold."""
+    x, y = regression_data(n=8)
+    from_arrays = lc.fit(regressor(), x, y, epochs=2, seed=0, progress=False)
+    from_lists = lc.fit(regressor(), x.tolist(), y.tolist(), epochs=2, seed=0, progress=False)
+    assert from_lists.history == from_arrays.history
+    model = regressor()
+    assert lc.evaluate(model, x.tolist(), y.tolist()) == lc.evaluate(model, x, y)
