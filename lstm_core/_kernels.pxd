@@ -26,17 +26,41 @@ cdef extern from "lstm_plan.h" nogil:
         int gates, T, B, In, H, itemsize, training, backward
         int parts, by_rows, packed
         lstm_projection projection
-        int chunk, weight_products, prepacked
-        Py_ssize_t w_ih_panels, w_hh_panels, work, grad_panels, workspace
+        int chunk, weight_products, prepacked, precision
+        Py_ssize_t operands, w_ih_panels, w_hh_panels, work, grad_panels, workspace
 
     void lstm_plan_forward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize, int training)
     void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T, int B, int In, int H, int itemsize, int training)
     void lstm_plan_prepacked(lstm_plan *plan)
     void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize)
     void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T, int B, int In, int H, int itemsize)
+    void lstm_plan_reduced(lstm_plan *plan, int precision)
     int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flops, int T, double weight_bytes, int *by_rows)
 
+cdef extern from "lstm_reduced_sizes.h" nogil:
+    enum:
+        LSTM_FULL_PRECISION
+        LSTM_BFLOAT16
+        LSTM_INT8
+    Py_ssize_t lstm_reduced_panels_size(Py_ssize_t K, Py_ssize_t N)
+    Py_ssize_t lstm_reduced_lanes(Py_ssize_t N)
+
 cdef extern from "lstm_core.h" nogil:
+    enum:
+        LSTM_ISA_PORTABLE
+        LSTM_ISA_AVX2
+        LSTM_ISA_AVX512
+        LSTM_ISA_AMX
+    int lstm_reduced_isa(int cap)
+    ctypedef struct lstm_reduced_weights:
+        int precision, isa
+        const void *w_ih_panels
+        const void *w_hh_panels
+        const float *ih_scales
+        const float *hh_scales
+        const int *ih_sums
+        const int *hh_sums
+    void lstm_pack_reduced(int precision, void *panels, float *lane_scales, int *lane_sums, const void *codes, const float *row_scales, int K, int N)
     ctypedef struct lstm_inputs_f32:
         const float *x
         const float *h0
@@ -54,6 +78,7 @@ cdef extern from "lstm_core.h" nogil:
         const float *w_ih_panels
         const float *w_hh_panels
         const float *b_hh
+        const lstm_reduced_weights *reduced
     ctypedef struct lstm_weights_f64:
         const double *w_ih
         const double *w_hh
@@ -61,6 +86,7 @@ cdef extern from "lstm_core.h" nogil:
         const double *w_ih_panels
         const double *w_hh_panels
         const double *b_hh
+        const lstm_reduced_weights *reduced
     ctypedef struct lstm_outputs_f32:
         float *y
         float *h_n

@@ -30,9 +30,12 @@ from lstm_core._kernels cimport (
     lstm_pack_weights_f32, lstm_pack_weights_f64, lstm_panels_size_f32, lstm_panels_size_f64,
     lstm_plan, lstm_plan_backward, lstm_plan_backward_cell, lstm_plan_forward,
     lstm_plan_forward_cell, lstm_plan_prepacked, lstm_settings, lstm_weights_f32,
-    lstm_weights_f64,
+    lstm_weights_f64, lstm_reduced_weights, lstm_reduced_isa, lstm_pack_reduced,
+    lstm_plan_reduced, lstm_reduced_panels_size, lstm_reduced_lanes, LSTM_BFLOAT16, LSTM_INT8,
+    LSTM_ISA_PORTABLE, LSTM_ISA_AVX2, LSTM_ISA_AVX512, LSTM_ISA_AMX,
 )
 from lstm_core._threads cimport kernel_settings
+from lstm_core.precision import bfloat16_bits, quantize_weights
 from lstm_core.reference import GRUGrads, LSTMGrads, RNNGrads
 
 cnp.import_array()
@@ -117,42 +120,69 @@ cdef LSTMCache _new_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, bin
 
 # ----------------------------------------------------------------------------- packed weights
 
-_PRECISIONS = {"float32": cnp.NPY_FLOAT, "float64": cnp.NPY_DOUBLE}
-# Named in the API and planned (src/include/lstm_plan.h), not yet computed: refused clearly.
-_REDUCED_PRECISIONS = ("bfloat16", "int8")
+_PRECISIONS = {"float32": cnp.NPY_FLOAT, "float64": cnp.NPY_DOUBLE,
+               "bfloat16": cnp.NPY_FLOAT, "int8": cnp.NPY_FLOAT}
+_REDUCED = {"bfloat16": LSTM_BFLOAT16, "int8": LSTM_INT8}
+# The kernel levels of the reduced precisions (src/include/lstm_core.h), lowest first; the
+# environment variable caps the level a PackedLSTM picks when it is made.
+_ISA_LEVELS = {"portable": LSTM_ISA_PORTABLE, "avx2": LSTM_ISA_AVX2,
+               "avx512": LSTM_ISA_AVX512, "amx": LSTM_ISA_AMX}
+ISA_VARIABLE = "LSTM_CORE_MAX_ISA"
+
+
+def _isa_cap():
+    """The level named by LSTM_CORE_MAX_ISA (unset or empty: no cap); ValueError otherwise."""
+    import os
+    value = os.environ.get(ISA_VARIABLE, "").strip().lower()
+    if not value:
+        return LSTM_ISA_AMX
+    if value not in _ISA_LEVELS:
+        raise ValueError(f"{ISA_VARIABLE}={value!r} is not a kernel level: use one of "
+                         + ", ".join(repr(k) for k in _ISA_LEVELS))
+    return _ISA_LEVELS[value]
 
 
 @cython.final
 cdef class PackedLSTM:
     """LSTM weights packed once for inference: made by ``lc.pack_lstm``.
 
-    It owns read-only copies of the weights (w_ih (4H, I), w_hh (4H, H), bias (4H,) or None,
-    in the dtype of its precision) and both matrices packed into the kernels' panels, so
-    ``forward`` and ``cell`` neither pack nor check the weights again.  Later changes to the
-    arrays it was made from do not affect it; any number of threads may call it at once.
-    Its results are the same bits as ``lstm_forward(..., training=False)`` and ``lstm_cell``
-    with the same weights.
+    It owns read-only copies of the weights it was packed from (w_ih (4H, I), w_hh (4H, H),
+    bias (4H,) or None; float32 or float64 for those precisions, float32 for "bfloat16" and
+    "int8") and both matrices packed into the kernels' panels (bfloat16 or int8 ones, with
+    the int8 scales and column sums, for the reduced precisions), so ``forward`` and ``cell``
+    neither pack nor check the weights again.  Later changes to the arrays it was made from
+    do not affect it; any number of threads may call it at once.  In float32 and float64 its
+    results are the same bits as ``lstm_forward(..., training=False)`` and ``lstm_cell`` with
+    the same weights; ``kernel`` names the kernels that run its products.
     """
 
     cdef readonly cnp.ndarray w_ih, w_hh, bias
-    cdef readonly str precision
+    cdef readonly str precision, kernel
     cdef readonly Py_ssize_t input_size, hidden_size
     cdef cnp.ndarray panels       # [w_ih.T's gate panels | w_hh.T's]
     cdef Py_ssize_t ih_panels     # elements of w_ih.T's panels
     cdef int typenum
+    # the reduced precisions: the packed matrices, their int8 lane scales and sums, and the
+    # kernels' view of them
+    cdef bint is_reduced
+    cdef cnp.ndarray reduced_ih, reduced_hh, ih_scales, hh_scales, ih_sums, hh_sums
+    cdef lstm_reduced_weights reduced
 
     def __init__(self):
         raise TypeError("PackedLSTM objects are made by lstm_core.pack_lstm(w_ih, w_hh, bias)")
 
     def __repr__(self):
         return (f"<PackedLSTM input_size={self.input_size} hidden_size={self.hidden_size} "
-                f"precision={self.precision!r} bias={self.bias is not None}>")
+                f"precision={self.precision!r} bias={self.bias is not None}"
+                + (f" kernel={self.kernel!r}>" if self.is_reduced else ">"))
 
     cdef int _check_dtype(self, cnp.ndarray arr, str name) except -1:
         if cnp.PyArray_TYPE(arr) != self.typenum:
+            dtype = "float32" if self.typenum == cnp.NPY_FLOAT else "float64"
             raise TypeError(
                 f"{name} has dtype {arr.dtype} but this PackedLSTM computes in "
-                f"{self.precision}: pass {name}.astype(np.{self.precision})"
+                f"{self.precision}" + (" from float32 inputs" if self.is_reduced else "")
+                + f": pass {name}.astype(np.{dtype})"
             )
         return 0
 
@@ -160,7 +190,7 @@ cdef class PackedLSTM:
         """Inference over a whole sequence: the same arguments and results as
         ``lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False, lengths=lengths)``
         without its cache: returns y (T, B, H), h_n (B, H), c_n (B, H).  x (T, B, I) must
-        have the dtype of the precision."""
+        have the dtype of the precision (float32 for "bfloat16" and "int8")."""
         cdef cnp.ndarray ax = sequence(x)
         self._check_dtype(ax, "x")
         expect_shape(ax, "x", "(T, B, I) with I = the packed input size", ax.shape[0],
@@ -182,16 +212,23 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
     """Pack an LSTM's weights once for any number of inference calls.
 
     w_ih (4H, I), w_hh (4H, H), bias (4H,) = b_ih + b_hh or None, float32 or float64 (one
-    dtype); precision "float32" or "float64": the dtype the packed LSTM computes in (the
-    weights are copied in it).  Returns an immutable PackedLSTM whose ``forward`` and
-    ``cell`` equal ``lstm_forward(training=False)`` and ``lstm_cell`` bit for bit.
-    "bfloat16" and "int8" are not available yet: ValueError.
+    dtype).  precision: what the packed LSTM computes in.
+      "float32", "float64"  the dtype the weights are copied in; ``forward`` and ``cell``
+                            equal ``lstm_forward(training=False)`` and ``lstm_cell`` bit for
+                            bit.
+      "bfloat16"            weights rounded to bfloat16 (nearest even); each step's x_t and
+                            h_{t-1} rounded likewise; float32 sums, gates and state.
+      "int8"                weights int8 with a scale per gate row; each step's x_t and
+                            h_{t-1} quantized to uint8 per row (dynamic quantization); int32
+                            sums rescaled to float32.
+    The reduced precisions take float32 inputs and follow ``lstm_core.precision`` (the
+    reference, ``lc.reference.lstm_forward(..., precision=...)``); docs/precision.rst gives
+    their error bounds.  Returns an immutable PackedLSTM.
     """
     if not isinstance(precision, str) or precision not in _PRECISIONS:
-        if precision in _REDUCED_PRECISIONS:
-            raise ValueError(f"precision {precision!r} is not available yet: use 'float32' "
-                             "or 'float64'")
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+        raise ValueError("precision must be one of " + ", ".join(map(repr, _PRECISIONS))
+                         + f", got {precision!r}")
+    cdef int cap = _isa_cap()
     cdef cnp.ndarray first = checked(w_ih, "w_ih", 2, "(4H, I)", -1, "w_ih")
     a_ih, a_hh, a_bias, H = weights(first, w_hh, bias, cnp.PyArray_TYPE(first),
                                     first.shape[1], "w_ih", 4, "i, f, g, o")
@@ -208,6 +245,10 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
         if arr is not None:
             arr.flags.writeable = False
     cdef int G = <int>(4 * H)
+    if precision in _REDUCED:
+        _pack_reduced(packed, _REDUCED[precision], lstm_reduced_isa(cap))
+        return packed
+    packed.kernel = typenum == cnp.NPY_FLOAT and "float32" or "float64"
     if typenum == cnp.NPY_FLOAT:
         packed.ih_panels = lstm_panels_size_f32(<int>I, G, 4)
         packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(<int>H, G, 4),),
@@ -221,6 +262,40 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
         lstm_pack_weights_f64(<double *>data_of(packed.panels), <double *>data_of(packed.w_ih),
                               <double *>data_of(packed.w_hh), <int>I, <int>H)
     return packed
+
+
+cdef tuple _pack_matrix(int precision, cnp.ndarray w):
+    """One weight matrix w (4H, K) float32 in the reduced panels: (panels, lane scales, lane
+    sums); the codes come from lstm_core.precision, the reference's own rounding."""
+    cdef Py_ssize_t N = w.shape[0], K = w.shape[1]
+    cdef cnp.ndarray codes, row_scales = None, scales = None, sums = None
+    if precision == LSTM_BFLOAT16:
+        codes = np.ascontiguousarray(bfloat16_bits(w))
+        panels = np.zeros(lstm_reduced_panels_size(K, N), np.uint16)
+    else:
+        quantized = quantize_weights(w)
+        codes = np.ascontiguousarray(quantized.q, dtype=np.int8)
+        row_scales = np.ascontiguousarray(quantized.scale, dtype=np.float32)
+        panels = np.zeros(lstm_reduced_panels_size(K, N), np.int8)
+        scales = np.zeros(lstm_reduced_lanes(N), np.float32)
+        sums = np.zeros(lstm_reduced_lanes(N), np.int32)
+    lstm_pack_reduced(precision, data_of(panels), <float *>data_of(scales),
+                      <int *>data_of(sums), data_of(codes), <float *>data_of(row_scales),
+                      <int>K, <int>N)
+    return panels, scales, sums
+
+
+cdef void _pack_reduced(PackedLSTM packed, int precision, int isa) except *:
+    """Pack both matrices of `packed` (its float32 weights) for a reduced precision and the
+    kernels of `isa`."""
+    packed.is_reduced = True
+    packed.kernel = {v: k for k, v in _ISA_LEVELS.items()}[isa]
+    packed.reduced_ih, packed.ih_scales, packed.ih_sums = _pack_matrix(precision, packed.w_ih)
+    packed.reduced_hh, packed.hh_scales, packed.hh_sums = _pack_matrix(precision, packed.w_hh)
+    packed.reduced = lstm_reduced_weights(
+        precision, isa, data_of(packed.reduced_ih), data_of(packed.reduced_hh),
+        <float *>data_of(packed.ih_scales), <float *>data_of(packed.hh_scales),
+        <int *>data_of(packed.ih_sums), <int *>data_of(packed.hh_sums))
 
 
 # ----------------------------------------------------------------------------- GIL-free calls
@@ -239,19 +314,22 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
         <float *>data_of(x), <float *>data_of(h0), <float *>data_of(c0), steps)
     cdef char *ih_panels = NULL
     cdef char *hh_panels = NULL
-    if packed is not None:
+    cdef const lstm_reduced_weights *reduced = NULL
+    if packed is not None and packed.is_reduced:
+        reduced = &packed.reduced
+    elif packed is not None:
         ih_panels = <char *>data_of(packed.panels)
         hh_panels = ih_panels + packed.ih_panels * cnp.PyArray_ITEMSIZE(packed.panels)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
         <float *>data_of(w_ih), <float *>data_of(w_hh), <float *>data_of(bias),
-        <float *>ih_panels, <float *>hh_panels, <float *>data_of(b_hh))
+        <float *>ih_panels, <float *>hh_panels, <float *>data_of(b_hh), reduced)
     cdef lstm_outputs_f32 out32 = lstm_outputs_f32(
         <float *>data_of(y), <float *>data_of(h_n), <float *>data_of(c_n))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(
         <double *>data_of(x), <double *>data_of(h0), <double *>data_of(c0), steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
         <double *>data_of(w_ih), <double *>data_of(w_hh), <double *>data_of(bias),
-        <double *>ih_panels, <double *>hh_panels, <double *>data_of(b_hh))
+        <double *>ih_panels, <double *>hh_panels, <double *>data_of(b_hh), NULL)
     cdef lstm_outputs_f64 out64 = lstm_outputs_f64(
         <double *>data_of(y), <double *>data_of(h_n), <double *>data_of(c_n))
     cdef void *work = data_of(workspace)
@@ -273,7 +351,8 @@ cdef void _run_backward(const lstm_plan *plan, SequenceCache cache, const lstm_c
     cdef const int *steps = <const int *>data_of(cache.lengths)
     cdef lstm_inputs_f32 in32 = lstm_inputs_f32(<float *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f32 w32 = lstm_weights_f32(
-        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL, NULL, NULL, NULL)
+        <float *>data_of(cache.w_ih), <float *>data_of(cache.w_hh), NULL, NULL, NULL, NULL,
+        NULL)
     cdef lstm_output_grads_f32 d32 = lstm_output_grads_f32(
         <float *>data_of(dy), <float *>data_of(dh_n), <float *>data_of(dc_n))
     cdef lstm_grads_f32 g32 = lstm_grads_f32(
@@ -282,7 +361,8 @@ cdef void _run_backward(const lstm_plan *plan, SequenceCache cache, const lstm_c
         <float *>data_of(db_hh))
     cdef lstm_inputs_f64 in64 = lstm_inputs_f64(<double *>data_of(cache.x), NULL, NULL, steps)
     cdef lstm_weights_f64 w64 = lstm_weights_f64(
-        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL, NULL, NULL, NULL)
+        <double *>data_of(cache.w_ih), <double *>data_of(cache.w_hh), NULL, NULL, NULL, NULL,
+        NULL)
     cdef lstm_output_grads_f64 d64 = lstm_output_grads_f64(
         <double *>data_of(dy), <double *>data_of(dh_n), <double *>data_of(dc_n))
     cdef lstm_grads_f64 g64 = lstm_grads_f64(
@@ -307,6 +387,8 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
                       cnp.PyArray_ITEMSIZE(x), cache is not None)
     if packed is not None:
         lstm_plan_prepacked(plan)
+        if packed.is_reduced:
+            lstm_plan_reduced(plan, packed.reduced.precision)
     workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
     _run_forward(plan, y, h_n, c_n, NULL if cache is None else &cache.c32,
                  NULL if cache is None else &cache.c64, workspace, x, h0, c0, w_ih, w_hh, bias,

@@ -28,6 +28,7 @@ int8 (inference only): dynamic quantization, weights at pack time, activations e
         s_a[b] = (hi - lo) / 255              (1 for a zero row)
         zp[b] = rint(-lo / s_a[b])            in [0, 255]
         q_a[b, k] = clip(rint(a[b, k] / s_a[b]) + zp[b], 0, 255)
+    (a row holding a NaN or an infinity: s_a[b] = NaN, so its products are NaN)
     int32 accumulation (exact for K <= 66311: |q_a - zp| <= 255, |q_w| <= 127), then rescaling:
         acc[b, j] = sum_k q_a[b, k] q_w[j, k] - zp[b] * sum_k q_w[j, k]
         P(a, w)[b, j] = s_a[b] * s_w[j] * acc[b, j]
@@ -175,8 +176,12 @@ def quantize_weights(w: ArrayLike) -> QuantizedWeights:
 
 
 def quantize_activations(a: ArrayLike) -> QuantizedActivations:
-    """Asymmetric uint8 per row b over [min(0, min a_b), max(0, max a_b)]: 0 is exact."""
-    a64 = np.asarray(a, dtype=np.float64)
+    """Asymmetric uint8 per row b over [min(0, min a_b), max(0, max a_b)]: 0 is exact.  A row
+    holding a NaN or an infinity gets a NaN scale (codes and zero point 0), so that its
+    products are NaN rather than numbers made from a meaningless range."""
+    given = np.asarray(a, dtype=np.float64)
+    finite = np.isfinite(given).all(axis=1)
+    a64 = np.where(finite[:, None], given, 0.0)
     if a64.shape[1]:
         lo = np.minimum(a64.min(axis=1), 0.0)
         hi = np.maximum(a64.max(axis=1), 0.0)
@@ -185,7 +190,7 @@ def quantize_activations(a: ArrayLike) -> QuantizedActivations:
     scale = np.where(hi > lo, (hi - lo) / 255.0, 1.0)
     zero_point = np.clip(np.rint(-lo / scale), 0, 255).astype(np.int64)
     q = np.clip(np.rint(a64 / scale[:, None]) + zero_point[:, None], 0, 255).astype(np.int64)
-    return QuantizedActivations(q, scale, zero_point)
+    return QuantizedActivations(q, np.where(finite, scale, np.nan), zero_point)
 
 
 def int8_product(a: QuantizedActivations, w: QuantizedWeights) -> F64Array:

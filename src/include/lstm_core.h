@@ -84,8 +84,46 @@
 #define LSTM_CORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lstm_plan.h"
+#include "lstm_reduced_sizes.h"
+
+/*
+ * Reduced precision (inference, float32 only): the forward's two products with bfloat16 or
+ * int8 operands, everything else in float32 (lstm_reduced.inc, docs/precision.rst).  The
+ * weights are packed once by lstm_pack_reduced, the plan made reduced (lstm_plan_reduced),
+ * and the forward reads them from lstm_weights_f32.reduced.
+ *
+ * Kernel levels: the best one the CPU has and this build implements, up to a cap (the
+ * LSTM_CORE_MAX_ISA environment variable of the Python package), so that the tests run every
+ * lower level on any machine.  Implemented: PORTABLE (C loops) and AVX2 (AVX2 + FMA).
+ */
+enum { LSTM_ISA_PORTABLE = 0, LSTM_ISA_AVX2 = 1, LSTM_ISA_AVX512 = 2, LSTM_ISA_AMX = 3 };
+int lstm_reduced_isa(int cap);
+
+/* The packed weights of one LSTM in a reduced precision, read by the kernels of `isa`:
+ *   w_ih_panels, w_hh_panels  [lstm_reduced_panels_size(K, 4H)] for K = I, H: bfloat16 bits
+ *                             (uint16_t) or int8 codes (int8_t), lstm_reduced.inc, Layout
+ *   ih_scales, hh_scales      int8: [lstm_reduced_lanes(4H)] each gate row's scale, per lane
+ *   ih_sums, hh_sums          int8: [lstm_reduced_lanes(4H)] its codes' sum, per lane
+ *                             (bfloat16: all four NULL) */
+typedef struct lstm_reduced_weights {
+    int precision; /* LSTM_BFLOAT16 or LSTM_INT8 */
+    int isa;       /* lstm_reduced_isa's answer when packed */
+    const void *w_ih_panels, *w_hh_panels;
+    const float *ih_scales, *hh_scales;
+    const int32_t *ih_sums, *hh_sums;
+} lstm_reduced_weights;
+
+/* Pack one matrix W = w.T (w [N,K], N = 4H) for `precision`:
+ *   panels       out  [lstm_reduced_panels_size(K, N)] uint16_t or int8_t
+ *   lane_scales  out  int8: [lstm_reduced_lanes(N)], else NULL
+ *   lane_sums    out  int8: [lstm_reduced_lanes(N)], else NULL
+ *   codes        in   [N,K] bfloat16 bits (uint16_t) or int8 codes in [-127, 127] (int8_t)
+ *   row_scales   in   int8: [N] the scale of each row of w, else NULL */
+void lstm_pack_reduced(int precision, void *panels, float *lane_scales, int32_t *lane_sums,
+                       const void *codes, const float *row_scales, int K, int N);
 
 /*
  * The arguments of the drivers, grouped, one set per dtype (real = float for _f32, double
@@ -109,6 +147,7 @@
  *                NULL: zero)
  * lstm_grads:    dx [T,B,I] overwritten; dw_ih [G,I], dw_hh [G,H], dbias [G] (may be NULL:
  *                not computed) ACCUMULATED; dh0, dc0 [B,H] overwritten
+ *                reduced: the packed weights of a reduced-precision plan (float32), else NULL
  * The GRU's extra fields (NULL for the other cells): weights b_hh [G], its recurrent bias
  * (bias is then b_ih); cache hn [T,B,H], gh_n + b_hn of every step (gates holds r, z, n);
  * grads db_hh [G] ACCUMULATED (dbias is then db_ih).
@@ -122,6 +161,7 @@
         const real *w_ih, *w_hh, *bias;                                                       \
         const real *w_ih_panels, *w_hh_panels;                                                \
         const real *b_hh;                                                                     \
+        const struct lstm_reduced_weights *reduced;                                           \
     } lstm_weights_##suffix;                                                                  \
     typedef struct {                                                                          \
         real *y, *h_n, *c_n;                                                                  \

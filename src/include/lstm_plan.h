@@ -66,10 +66,14 @@ typedef struct {
                             with the packed kernel, else the GEMM after the loop */
     int prepacked; /* forward: the weights come packed (lstm_pack_weights), so the
                       workspace holds no panels */
+    int precision; /* forward: the products' operands (lstm_reduced_sizes.h): full, or
+                      bfloat16 or int8 from weights packed by lstm_pack_reduced */
+    ptrdiff_t operands; /* reduced: one task's operands of a step (float32 elements) */
     /* the workspace, in elements of the dtype: one buffer the kernels carve up */
     ptrdiff_t w_ih_panels; /* forward: w_ih.T in gate panels (projection != GEMM) */
     ptrdiff_t w_hh_panels; /* w_hh.T in gate panels (forward), w_hh in plain ones (backward) */
-    ptrdiff_t work;        /* forward, inference: [chunk,B,G] projection + 2 [B,H] scratch;
+    ptrdiff_t work;        /* forward, inference: [chunk,B,G] projection + 2 [B,H] scratch
+                              (reduced: + parts * operands);
                               backward: dz [T,B,G]  (G = gates * H) */
     ptrdiff_t grad_panels; /* backward with weight_products: x, h[0:T] and w_ih packed */
     ptrdiff_t workspace;   /* the sum of the four */
@@ -91,6 +95,11 @@ void lstm_plan_forward_cell(lstm_plan *plan, const lstm_settings *settings, int 
 /* Make a forward's plan use weights packed once by lstm_pack_weights: its workspace then
  * holds no panels. */
 void lstm_plan_prepacked(lstm_plan *plan);
+
+/* Make a prepacked inference plan of the LSTM in float32 run its products in a reduced
+ * precision (LSTM_BFLOAT16 or LSTM_INT8, lstm_core.h): every step merges its projection
+ * into its recurrent product, from weights packed by lstm_pack_reduced. */
+void lstm_plan_reduced(lstm_plan *plan, int precision);
 
 /* The plan of lstm_backward through a training forward of the same sizes (the LSTM, or the
  * cell of `gates` gate blocks). */

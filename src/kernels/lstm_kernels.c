@@ -3,7 +3,9 @@
  * The .inc undefines its macros at its end, ready for the next dtype.
  */
 #include <assert.h>
+#include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "lstm_activations.h"
@@ -11,6 +13,7 @@
 #include "lstm_dispatch.h"
 #include "lstm_float_env.h"
 #include "lstm_panel_sizes.h"
+#include "lstm_reduced_sizes.h"
 #include "lstm_runner.h"
 #include "lstm_shares.h"
 

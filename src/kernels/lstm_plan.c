@@ -3,8 +3,11 @@
  * chooses how a call runs lives here, and nowhere else.  The measurements behind the
  * thresholds are in docs/performance.rst.
  */
+#include <assert.h>
+
 #include "lstm_panel_sizes.h"
 #include "lstm_plan.h"
+#include "lstm_reduced_sizes.h"
 #include "lstm_runner.h"
 
 /* The recurrent products use the packed kernel whenever the call runs at least this many
@@ -158,6 +161,19 @@ void lstm_plan_prepacked(lstm_plan *plan)
     plan->prepacked = 1;
     plan->workspace -= plan->w_ih_panels + plan->w_hh_panels;
     plan->w_ih_panels = plan->w_hh_panels = 0;
+}
+
+void lstm_plan_reduced(lstm_plan *plan, int precision)
+{
+    assert(plan->prepacked && !plan->training && plan->itemsize == 4 && plan->gates == 4);
+    const ptrdiff_t B = plan->B, H = plan->H;
+    plan->precision = precision;
+    plan->packed = 1; /* the reduced weights exist only in panels */
+    plan->projection = LSTM_PROJECT_MERGED;
+    plan->chunk = 1;
+    plan->operands = lstm_reduced_operands_size(precision, B, plan->In, H);
+    plan->work = B * 4 * H + 2 * B * H + plan->parts * plan->operands;
+    plan->workspace = plan->work;
 }
 
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,

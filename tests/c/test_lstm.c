@@ -113,7 +113,7 @@ static void plain(outputs *out)
     static double gates[T * B * G], c[(T + 1) * B * H], tanh_c[T * B * H], h[(T + 1) * B * H];
     static double dz[B * G];
     const lstm_inputs_f64 in = {x, h0, c0, lengths};
-    const lstm_weights_f64 w = {w_ih, w_hh, bias, NULL, NULL, NULL};
+    const lstm_weights_f64 w = {w_ih, w_hh, bias, NULL, NULL, NULL, NULL};
     const lstm_outputs_f64 o = {out->y, out->h_n, out->c_n};
     const lstm_cache_f64 cache = {gates, c, tanh_c, h, NULL};
     const lstm_output_grads_f64 d = {dy, dh_n, dc_n};
@@ -150,7 +150,7 @@ static void plain(outputs *out)
         memset(dw_hh, 0, sizeof dw_hh);                                                        \
         memset(dbias, 0, sizeof dbias);                                                        \
         const lstm_inputs_##sfx in = {rx, rh0, rc0, lengths};                                  \
-        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias, NULL, NULL, NULL};                  \
+        const lstm_weights_##sfx w = {rw_ih, rw_hh, rbias, NULL, NULL, NULL, NULL};            \
         const lstm_outputs_##sfx o = {y, h_n, c_n};                                            \
         const lstm_cache_##sfx cache = {gates, c, tanh_c, h, NULL};                            \
         const lstm_output_grads_##sfx d = {rdy, rdh_n, rdc_n};                                 \
@@ -180,7 +180,8 @@ static void plain(outputs *out)
         const ptrdiff_t ih = lstm_panels_size_##sfx(IN, G, 4);                                 \
         real *panels = malloc((size_t)(ih + lstm_panels_size_##sfx(H, G, 4)) * sizeof(real));   \
         lstm_pack_weights_##sfx(panels, rw_ih, rw_hh, IN, H);                                  \
-        const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih, NULL};    \
+        const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih,           \
+                                           NULL, NULL};                                        \
         lstm_plan_forward(&plan, settings, T, B, IN, H, itemsize, 0);                          \
         lstm_plan_prepacked(&plan);                                                            \
         work = malloc((size_t)plan.workspace * sizeof(real) + 1);                              \
