@@ -35,6 +35,7 @@ cdef extern from "lstm_plan.h" nogil:
     void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In, int H, int itemsize)
     void lstm_plan_backward_cell(lstm_plan *plan, const lstm_settings *settings, int gates, int T, int B, int In, int H, int itemsize)
     void lstm_plan_reduced(lstm_plan *plan, int precision)
+    void lstm_plan_mixed(lstm_plan *plan)
     int lstm_loop_parts(const lstm_settings *settings, int B, int H, double step_flops, int T, double weight_bytes, int *by_rows)
 
 cdef extern from "lstm_reduced_sizes.h" nogil:

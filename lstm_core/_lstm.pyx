@@ -31,11 +31,11 @@ from lstm_core._kernels cimport (
     lstm_plan, lstm_plan_backward, lstm_plan_backward_cell, lstm_plan_forward,
     lstm_plan_forward_cell, lstm_plan_prepacked, lstm_settings, lstm_weights_f32,
     lstm_weights_f64, lstm_reduced_weights, lstm_reduced_isa, lstm_pack_reduced,
-    lstm_plan_reduced, lstm_reduced_panels_size, lstm_reduced_lanes, LSTM_BFLOAT16, LSTM_INT8,
+    lstm_plan_reduced, lstm_plan_mixed, lstm_reduced_panels_size, lstm_reduced_lanes, LSTM_BFLOAT16, LSTM_INT8,
     LSTM_ISA_PORTABLE, LSTM_ISA_AVX2, LSTM_ISA_AVX512, LSTM_ISA_AMX,
 )
 from lstm_core._threads cimport kernel_settings
-from lstm_core.precision import bfloat16_bits, quantize_weights
+from lstm_core.precision import bfloat16_bits, quantize_weights, round_bfloat16
 from lstm_core.reference import GRUGrads, LSTMGrads, RNNGrads
 
 cnp.import_array()
@@ -72,9 +72,13 @@ cdef class LSTMCache(SequenceCache):
         tanh of the cell state of every step.
     has_bias : bool
         Whether the forward had a bias.
+    precision : None or "bfloat16"
+        "bfloat16" for a mixed-precision forward, whose x, w_ih and w_hh above are the
+        bfloat16-rounded arrays its products read (and lstm_backward's products too).
     """
 
     cdef readonly bint has_bias
+    cdef readonly object precision
     cdef lstm_cache_f32 c32
     cdef lstm_cache_f64 c64
 
@@ -82,7 +86,8 @@ cdef class LSTMCache(SequenceCache):
         raise TypeError("LSTMCache objects are created by lstm_forward(..., training=True)")
 
     def _biases(self):
-        return f"bias={bool(self.has_bias)}"
+        return f"bias={bool(self.has_bias)}" + (
+            f" precision={self.precision!r}" if self.precision is not None else "")
 
     @property
     def gates(self):
@@ -382,9 +387,13 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
                    cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih, cnp.ndarray w_hh,
                    cnp.ndarray bias, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
                    Py_ssize_t I, Py_ssize_t H, PackedLSTM packed):
-    """Plan the forward, take its workspace from the pool, run it, give the workspace back."""
+    """Plan the forward, take its workspace from the pool, run it, give the workspace back.
+    A cache of precision "bfloat16" makes it a mixed-precision forward (x and the weights
+    rounded already)."""
     lstm_plan_forward(plan, settings, <int>T, <int>B, <int>I, <int>H,
                       cnp.PyArray_ITEMSIZE(x), cache is not None)
+    if cache is not None and cache.precision is not None:
+        lstm_plan_mixed(plan)
     if packed is not None:
         lstm_plan_prepacked(plan)
         if packed.is_reduced:
@@ -399,7 +408,7 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
 
 cdef tuple _sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.ndarray a_bias,
                      Py_ssize_t H, object h0, object c0, object lengths, bint training,
-                     PackedLSTM packed):
+                     PackedLSTM packed, object precision=None):
     """lstm_forward once x and the weights are checked: the states and lengths checked, the
     memory checked, the outputs (and the cache) allocated, the forward run."""
     cdef int typenum = cnp.PyArray_TYPE(ax)
@@ -428,7 +437,11 @@ cdef tuple _sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.nda
     cdef cnp.ndarray c_n = empty((B, H), typenum)
     cdef LSTMCache cache = None
     if training:
+        if precision is not None:
+            # mixed precision: the products' operands rounded once (h_{t-1}: every step)
+            ax, a_ih, a_hh = (np.asarray(round_bfloat16(a)) for a in (ax, a_ih, a_hh))
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
+        cache.precision = precision
     cdef lstm_plan plan
     _forward(&plan, kernel_settings(), y, h_n, c_n, cache, ax, a_h0, a_c0, a_ih, a_hh, a_bias,
              a_lengths, T, B, I, H, packed)
@@ -463,7 +476,8 @@ cdef tuple _cell(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.ndarray
 
 # ----------------------------------------------------------------------------- public API
 
-def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None):
+def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, lengths=None,
+                 precision=None):
     """Run a one-layer LSTM over a whole sequence.
 
     Gate order i, f, g, o along the 4H axis.  All arrays float32, or all float64.
@@ -490,6 +504,15 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
         state unchanged and output zeros, so h_n, c_n are each sequence's state at its own
         length (what torch computes on a packed sequence, without packing); the cache
         remembers the lengths and lstm_backward masks the gradients to match.
+    precision : None, "bfloat16" or "int8", default None
+        None computes in the arrays' dtype.  "bfloat16" (float32 arrays): the two products
+        of every step take bfloat16-rounded operands (x_t, h_{t-1}, the weights) and sum in
+        float32; gates, states and outputs stay float32.  With training=True that is mixed
+        precision: lstm_backward's products (dh, dx, dw_ih, dw_hh) take bfloat16 operands
+        too, the gradients are float32.  "int8" (float32 arrays, training=False only):
+        dynamic quantization, as ``pack_lstm(..., precision="int8")``.  Both follow
+        ``lstm_core.precision``; a forward of many calls with the same weights is faster
+        through ``pack_lstm``, which packs them once.
 
     Returns
     -------
@@ -524,10 +547,28 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     >>> y.shape, h_n.shape
     ((5, 2, 4), (2, 4))
     """
+    check_reduced_precision(precision, training)
     cdef cnp.ndarray ax = sequence(x)
+    if precision is not None and cnp.PyArray_TYPE(ax) != cnp.NPY_FLOAT:
+        raise TypeError(f"precision={precision!r} computes from float32 arrays, but x has "
+                        f"dtype {ax.dtype}: pass x and the weights as float32")
     a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[2], "x", 4,
                                     "i, f, g, o")
-    return _sequence(ax, a_ih, a_hh, a_bias, H, h0, c0, lengths, training, None)
+    if precision is not None and not training:
+        return pack_lstm(a_ih, a_hh, a_bias, precision=precision).forward(
+            ax, h0, c0, lengths=lengths) + (None,)
+    return _sequence(ax, a_ih, a_hh, a_bias, H, h0, c0, lengths, training, None, precision)
+
+
+def check_reduced_precision(precision, training):
+    """ValueError for a precision that is not None, "bfloat16" or "int8", or "int8" in
+    training (quantization has no gradient: it is for inference)."""
+    if precision is not None and (not isinstance(precision, str)
+                                  or precision not in ("bfloat16", "int8")):
+        raise ValueError(f"precision must be None, 'bfloat16' or 'int8', got {precision!r}")
+    if precision == "int8" and training:
+        raise ValueError("precision='int8' is for inference only: pass training=False "
+                         "(mixed-precision training uses 'bfloat16')")
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
@@ -592,8 +633,15 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     cdef lstm_plan plan
     lstm_plan_backward(&plan, kernel_settings(), <int>T, <int>B, <int>I, <int>H,
                        cnp.PyArray_ITEMSIZE(c.x))
+    cdef lstm_cache_f32 c32 = c.c32
+    cdef cnp.ndarray h_rounded
+    if c.precision is not None:
+        # mixed precision: the weight gradient's h[0:T] operand rounded to bfloat16
+        lstm_plan_mixed(&plan)
+        h_rounded = np.asarray(round_bfloat16(c.h))
+        c32.h = <float *>data_of(h_rounded)
     workspace = take_workspace(plan.workspace, typenum)
-    _run_backward(&plan, c, &c.c32, &c.c64, a_dy, a_dh_n, a_dc_n, dx, dw_ih, dw_hh, dbias, dh0,
+    _run_backward(&plan, c, &c32, &c.c64, a_dy, a_dh_n, a_dc_n, dx, dw_ih, dw_hh, dbias, dh0,
                   dc0, workspace)
     give_workspace(workspace)
     return LSTMGrads(dx, dw_ih, dw_hh, dbias, dh0, dc0)

@@ -68,13 +68,14 @@ typedef struct {
                       workspace holds no panels */
     int precision; /* forward: the products' operands (lstm_reduced_sizes.h): full, or
                       bfloat16 or int8 from weights packed by lstm_pack_reduced */
-    ptrdiff_t operands; /* reduced: one task's operands of a step (float32 elements) */
+    ptrdiff_t operands; /* reduced, mixed: one task's operands of a step (float32 elements) */
     /* the workspace, in elements of the dtype: one buffer the kernels carve up */
     ptrdiff_t w_ih_panels; /* forward: w_ih.T in gate panels (projection != GEMM) */
     ptrdiff_t w_hh_panels; /* w_hh.T in gate panels (forward), w_hh in plain ones (backward) */
     ptrdiff_t work;        /* forward, inference: [chunk,B,G] projection + 2 [B,H] scratch
-                              (reduced: + parts * operands);
-                              backward: dz [T,B,G]  (G = gates * H) */
+                              (reduced: + parts * operands); forward, mixed: parts *
+                              operands; backward: dz [T,B,G] (GRU, mixed: two; G = gates
+                              * H) */
     ptrdiff_t grad_panels; /* backward with weight_products: x, h[0:T] and w_ih packed */
     ptrdiff_t workspace;   /* the sum of the four */
     /* the caller's GEMM */
@@ -100,6 +101,13 @@ void lstm_plan_prepacked(lstm_plan *plan);
  * precision (LSTM_BFLOAT16 or LSTM_INT8, lstm_core.h): every step merges its projection
  * into its recurrent product, from weights packed by lstm_pack_reduced. */
 void lstm_plan_reduced(lstm_plan *plan, int precision);
+
+/* Make a float32 training plan of the LSTM, forward or backward, run its products with
+ * bfloat16 operands and float32 sums (mixed precision; lstm_core/precision.py): the caller
+ * gives x and the weights rounded to bfloat16 (and, to the backward, the cache's h); the
+ * forward rounds each step's h_{t-1} (one [B,H] buffer per task), the backward each step's
+ * dz (a second [T,B,G] buffer, which its products read; dbias sums the unrounded dz). */
+void lstm_plan_mixed(lstm_plan *plan);
 
 /* The plan of lstm_backward through a training forward of the same sizes (the LSTM, or the
  * cell of `gates` gate blocks). */

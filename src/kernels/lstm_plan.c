@@ -176,6 +176,21 @@ void lstm_plan_reduced(lstm_plan *plan, int precision)
     plan->workspace = plan->work;
 }
 
+void lstm_plan_mixed(lstm_plan *plan)
+{
+    assert(plan->training && plan->itemsize == 4 && plan->gates == 4);
+    const ptrdiff_t T = plan->T, B = plan->B, H = plan->H;
+    plan->precision = LSTM_BFLOAT16;
+    if (plan->backward) {
+        plan->work += T * B * 4 * H; /* dz rounded */
+    }
+    else {
+        plan->operands = B * H;
+        plan->work += plan->parts * plan->operands;
+    }
+    plan->workspace = plan->w_ih_panels + plan->w_hh_panels + plan->work + plan->grad_panels;
+}
+
 void lstm_plan_backward(lstm_plan *plan, const lstm_settings *settings, int T, int B, int In,
                         int H, int itemsize)
 {

@@ -275,3 +275,67 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ----------------------------------------------------------------------------- lstm_forward
+
+
+@pytest.mark.parametrize("precision", REDUCED)
+def test_functional_inference_equals_the_packed_lstm(precision):
+    x, w_ih, w_hh, bias, h0, c0 = problem(5, 4, 9, 12, seed=17)
+    y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False,
+                                         precision=precision, lengths=[5, 3, 0, 1])
+    assert cache is None
+    want = lc.pack_lstm(w_ih, w_hh, bias, precision=precision).forward(
+        x, h0, c0, lengths=[5, 3, 0, 1])
+    for a, b in zip((y, h_n, c_n), want):
+        np.testing.assert_array_equal(a, b)
+
+
+# (T, B, I, H, lengths): one thread's packed loop, a loop split between tasks with the weight
+# products on them, the BLAS path of larger products, one row, variable lengths.
+MIXED = [(6, 3, 10, 16, None), (5, 1, 7, 9, None), (12, 48, 64, 96, None),
+         (20, 16, 64, 64, [20, 3, 0, 11] * 4), (8, 64, 160, 128, None)]
+
+
+@pytest.mark.parametrize("T, B, I, H, lengths", MIXED)
+def test_mixed_precision_training_follows_the_reference(T, B, I, H, lengths):
+    x, w_ih, w_hh, bias, h0, c0 = problem(T, B, I, H, seed=T + B)
+    rng = np.random.default_rng(1)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    dh_n, dc_n = (rng.standard_normal((B, H)).astype(np.float32) for _ in range(2))
+    copies = [a.copy() for a in (x, w_ih, w_hh, bias, h0, c0)]
+    y, h_n, c_n, cache = lc.lstm_forward(x, w_ih, w_hh, bias, h0, c0, lengths=lengths,
+                                         precision="bfloat16")
+    assert cache.precision == "bfloat16" and "precision='bfloat16'" in repr(cache)
+    np.testing.assert_array_equal(cache.x, P.round_bfloat16(x))
+    grads = lc.lstm_backward(cache, dy, dh_n, dc_n)
+    for a, b in zip((x, w_ih, w_hh, bias, h0, c0), copies):
+        np.testing.assert_array_equal(a, b)  # the rounding works on copies
+    args64 = f64((x, w_ih, w_hh, bias, h0, c0))
+    ry, rh, rc, rcache = ref.lstm_forward(*args64, lengths=lengths, precision="bfloat16")
+    rgrads = ref.lstm_backward(rcache, *f64((dy, dh_n, dc_n)))
+    ey, eh, ec, ecache = ref.lstm_forward(*args64, lengths=lengths)
+    egrads = ref.lstm_backward(ecache, *f64((dy, dh_n, dc_n)))
+    for got, want in zip((y, h_n, c_n), (ry, rh, rc)):
+        assert np.abs(got - want).max() <= 2e-3
+    for name, got, want, exact in zip(grads._fields, grads, rgrads, egrads):
+        scale = np.abs(exact).max()
+        # Against the reference of the same scheme: where float32 and float64 dz straddle a
+        # bfloat16 rounding boundary, one operand differs by an ulp (2**-8 relative):
+        # measured up to 5e-4 of the largest gradient; 4e-3 stays below the scheme's own
+        # error against float64 (1-5e-3) and far below a wrong operand (order 1).
+        assert np.abs(got - want).max() <= 4e-3 * scale, name
+        # The target against float64: relative error <= 2e-2.
+        assert np.abs(got - exact).max() <= 2e-2 * scale, name
+
+
+def test_precision_arguments_are_checked():
+    x, w_ih, w_hh, bias, h0, c0 = problem(2, 2, 3, 4, seed=18)
+    with pytest.raises(ValueError, match="precision must be None, 'bfloat16' or 'int8'"):
+        lc.lstm_forward(x, w_ih, w_hh, precision="fp8")
+    with pytest.raises(ValueError, match="inference only: pass training=False"):
+        lc.lstm_forward(x, w_ih, w_hh, precision="int8")
+    for training in (True, False):
+        with pytest.raises(TypeError, match="computes from float32 arrays"):
+            lc.lstm_forward(*f64((x, w_ih, w_hh)), precision="bfloat16", training=training)
