@@ -22,6 +22,8 @@ class LSTMCache(SequenceCache):
     def h(self) -> FloatArray: ...
     @property
     def has_bias(self) -> bool: ...
+    @property
+    def precision(self) -> Literal["bfloat16"] | None: ...
     # Raises TypeError: only the forward function of the cell creates caches.
     def __init__(self, *args: object, **kwargs: object) -> None: ...
 
@@ -36,6 +38,7 @@ def lstm_forward(
     *,
     training: Literal[True] = True,
     lengths: ArrayLike | None = None,
+    precision: Literal["bfloat16"] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, LSTMCache]: ...
 @overload
 def lstm_forward(
@@ -48,6 +51,7 @@ def lstm_forward(
     *,
     training: Literal[False],
     lengths: ArrayLike | None = None,
+    precision: Literal["bfloat16", "int8"] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, None]: ...
 @overload
 def lstm_forward(
@@ -60,7 +64,9 @@ def lstm_forward(
     *,
     training: bool = True,
     lengths: ArrayLike | None = None,
+    precision: Literal["bfloat16", "int8"] | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, LSTMCache | None]: ...
+def check_reduced_precision(precision: object, training: bool) -> None: ...
 def lstm_backward(
     cache: LSTMCache,
     dy: FloatArray | None = None,
@@ -87,6 +93,8 @@ class PackedLSTM:
     @property
     def precision(self) -> str: ...
     @property
+    def kernel(self) -> str: ...
+    @property
     def input_size(self) -> int: ...
     @property
     def hidden_size(self) -> int: ...
@@ -103,6 +111,8 @@ class PackedLSTM:
     def cell(
         self, x_t: FloatArray, h: FloatArray, c: FloatArray
     ) -> tuple[FloatArray, FloatArray]: ...
+
+ISA_VARIABLE: str
 
 def pack_lstm(
     w_ih: FloatArray,

@@ -19,10 +19,11 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from lstm_core._boundary import give_scratch, take_scratch
 from lstm_core._lstm import (
-    gru_backward, gru_cell, gru_forward, lstm_backward, lstm_cell, lstm_forward, rnn_backward,
-    rnn_cell, rnn_forward,
+    gru_backward, gru_cell, gru_forward, lstm_backward, lstm_cell, lstm_forward, pack_lstm,
+    rnn_backward, rnn_cell, rnn_forward,
 )
 from lstm_core._typing import FloatArray, IntArray
+from lstm_core.precision import Precision
 from lstm_core.reference import LSTMGrads
 
 if TYPE_CHECKING:  # heads builds on this module
@@ -229,11 +230,13 @@ class RecurrentStack(Module):
 
     GATES: ClassVar[int] = 1
     STATES: ClassVar[tuple[str, ...]] = ("h",)
+    #: The values of `precision` the cell's kernels implement.
+    PRECISIONS: ClassVar[tuple[str | None, ...]] = (None,)
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, dtype: DTypeLike = np.float32,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, precision: str | None = None) -> None:
         self.input_size = _positive_int(input_size, "input_size")
         self.hidden_size = _positive_int(hidden_size, "hidden_size")
         self.num_layers = _positive_int(num_layers, "num_layers")
@@ -245,6 +248,7 @@ class RecurrentStack(Module):
         self.bidirectional = bool(bidirectional)
         self.num_directions = 2 if bidirectional else 1
         self.dtype = float_dtype(dtype)
+        self.precision = precision
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.training = True
@@ -279,7 +283,30 @@ class RecurrentStack(Module):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "num_layers": self.num_layers, "bias": self.bias,
                 "batch_first": self.batch_first, "dropout": self.dropout,
-                "bidirectional": self.bidirectional, "dtype": self.dtype.name}
+                "bidirectional": self.bidirectional, "dtype": self.dtype.name,
+                "precision": self.precision}
+
+    @property
+    def precision(self) -> Precision:
+        """What the layers' matrix products compute in: None (the parameters' dtype),
+        "bfloat16" (float32 stacks: bfloat16 operands, float32 sums; training is mixed
+        precision, the parameters and gradients stay float32) or "int8" (float32 stacks, eval
+        mode only: dynamic quantization).  docs/precision.rst gives the schemes and errors."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str | None) -> None:
+        name = type(self).__name__
+        if value is not None and (not isinstance(value, str) or value not in ("bfloat16",
+                                                                               "int8")):
+            raise ValueError(f"precision must be None, 'bfloat16' or 'int8', got {value!r}")
+        if value not in self.PRECISIONS:
+            raise ValueError(f"{name} computes in its parameters' dtype only (precision="
+                             f"None): reduced precision is implemented for the LSTM")
+        if value is not None and self.dtype != np.float32:
+            raise ValueError(f"precision={value!r} needs a float32 {name}, this one is "
+                             f"{self.dtype.name}")
+        self._precision: Precision = cast(Precision, value)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -597,6 +624,11 @@ class LSTM(RecurrentStack):
     unit_forget_bias : bool, default False
         Set the forget-gate slice of bias_ih to 1 and of bias_hh to 0 (their sum, the
         effective bias, is 1.0).
+    precision : {None, 'bfloat16', 'int8'}, default None
+        What the matrix products compute in (float32 stacks; the attribute of the same name
+        may be changed later): None the parameters' dtype; 'bfloat16' bfloat16 operands and
+        float32 sums, training in mixed precision (float32 parameters and gradients); 'int8'
+        dynamic quantization, eval mode only.  docs/precision.rst.
 
     Attributes
     ----------
@@ -631,14 +663,16 @@ class LSTM(RecurrentStack):
 
     GATES = 4
     STATES = ("h", "c")
+    PRECISIONS = (None, "bfloat16", "int8")
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, dtype: DTypeLike = np.float32,
-                 seed: int | None = None, unit_forget_bias: bool = False) -> None:
+                 seed: int | None = None, unit_forget_bias: bool = False,
+                 precision: str | None = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         dtype=dtype, seed=seed)
+                         dtype=dtype, seed=seed, precision=precision)
         self.unit_forget_bias = bool(unit_forget_bias)
         H = self.hidden_size
         if self.bias and self.unit_forget_bias:
@@ -667,8 +701,12 @@ class LSTM(RecurrentStack):
     def _run_forward(self, seq: FloatArray, layer: int, direction: int,
                      init: tuple[FloatArray | None, ...], training: bool,
                      length_kw: dict[str, Any]) -> tuple[FloatArray, States, Cache]:
+        if training and self.precision == "int8":
+            raise ValueError("precision='int8' works in eval mode only: call .eval() first "
+                             "(precision='bfloat16' trains in reduced precision)")
         y, h_n, c_n, cache = lstm_forward(seq, *self._weights(layer, direction), *init,
-                                          training=training, **length_kw)
+                                          training=training, precision=self.precision,
+                                          **length_kw)
         return y, (h_n, c_n), cache
 
     def _run_backward(self, cache: Cache, dy: FloatArray | None,
@@ -677,6 +715,11 @@ class LSTM(RecurrentStack):
 
     def _run_step(self, x_t: FloatArray, layer: int, state: tuple[FloatArray, ...]) -> States:
         h, c = state
+        if self.precision is not None:
+            # packed for this one step: a stream of steps with fixed weights is faster
+            # through lc.pack_lstm(..., precision=...).cell
+            packed = pack_lstm(*self._weights(layer, 0), precision=self.precision)
+            return packed.cell(x_t, h, c)
         return lstm_cell(x_t, h, c, *self._weights(layer, 0))
 
     def __call__(self, x: ArrayLike, hx: Sequence[ArrayLike] | None = None,
@@ -913,6 +956,9 @@ class RNN(_OneStateStack):
         float32 or float64, the dtype of the parameters and of every input.
     seed : int, optional
         Seed of the initialisation and of the dropout masks.
+    precision : None
+        The RNN computes in its parameters' dtype; reduced precision ('bfloat16', 'int8')
+        is implemented for the LSTM (ValueError here).
 
     Raises
     ------
@@ -934,7 +980,8 @@ class RNN(_OneStateStack):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, *,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False,
-                 dtype: DTypeLike = np.float32, seed: int | None = None) -> None:
+                 dtype: DTypeLike = np.float32, seed: int | None = None,
+                 precision: str | None = None) -> None:
         if nonlinearity != "tanh":
             raise ValueError(
                 f"nonlinearity must be 'tanh' (the only one lstm_core's RNN kernels "
@@ -943,7 +990,7 @@ class RNN(_OneStateStack):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         dtype=dtype, seed=seed)
+                         dtype=dtype, seed=seed, precision=precision)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-able (what save_model writes).
@@ -1007,6 +1054,9 @@ class GRU(_OneStateStack):
         float32 or float64, the dtype of the parameters and of every input.
     seed : int, optional
         Seed of the initialisation and of the dropout masks.
+    precision : None
+        The GRU computes in its parameters' dtype; reduced precision ('bfloat16', 'int8')
+        is implemented for the LSTM (ValueError here).
 
     Examples
     --------

@@ -180,7 +180,7 @@ def quantize_activations(a: ArrayLike) -> QuantizedActivations:
     holding a NaN or an infinity gets a NaN scale (codes and zero point 0), so that its
     products are NaN rather than numbers made from a meaningless range."""
     given = np.asarray(a, dtype=np.float64)
-    finite = np.isfinite(given).all(axis=1)
+    finite = np.asarray(np.isfinite(given).all(axis=1))
     a64 = np.where(finite[:, None], given, 0.0)
     if a64.shape[1]:
         lo = np.minimum(a64.min(axis=1), 0.0)
