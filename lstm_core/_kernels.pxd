@@ -61,6 +61,7 @@ cdef extern from "lstm_core.h" nogil:
         const float *hh_scales
         const int *ih_sums
         const int *hh_sums
+    void lstm_round_bfloat16(float *out, const float *inp, Py_ssize_t n)
     void lstm_pack_reduced(int precision, void *panels, float *lane_scales, int *lane_sums, const void *codes, const float *row_scales, int K, int N)
     ctypedef struct lstm_inputs_f32:
         const float *x

@@ -31,11 +31,11 @@ from lstm_core._kernels cimport (
     lstm_plan, lstm_plan_backward, lstm_plan_backward_cell, lstm_plan_forward,
     lstm_plan_forward_cell, lstm_plan_prepacked, lstm_settings, lstm_weights_f32,
     lstm_weights_f64, lstm_reduced_weights, lstm_reduced_isa, lstm_pack_reduced,
-    lstm_plan_reduced, lstm_plan_mixed, lstm_reduced_panels_size, lstm_reduced_lanes, LSTM_BFLOAT16, LSTM_INT8,
+    lstm_plan_reduced, lstm_plan_mixed, lstm_reduced_panels_size, lstm_round_bfloat16, lstm_reduced_lanes, LSTM_BFLOAT16, LSTM_INT8,
     LSTM_ISA_PORTABLE, LSTM_ISA_AVX2, LSTM_ISA_AVX512, LSTM_ISA_AMX,
 )
 from lstm_core._threads cimport kernel_settings
-from lstm_core.precision import bfloat16_bits, quantize_weights, round_bfloat16
+from lstm_core.precision import quantize_weights
 from lstm_core.reference import GRUGrads, LSTMGrads, RNNGrads
 
 cnp.import_array()
@@ -271,11 +271,12 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
 
 cdef tuple _pack_matrix(int precision, cnp.ndarray w):
     """One weight matrix w (4H, K) float32 in the reduced panels: (panels, lane scales, lane
-    sums); the codes come from lstm_core.precision, the reference's own rounding."""
+    sums); the codes: the kernels' bfloat16 rounding (tested bit for bit against the
+    reference's), or the reference's own int8 quantization."""
     cdef Py_ssize_t N = w.shape[0], K = w.shape[1]
     cdef cnp.ndarray codes, row_scales = None, scales = None, sums = None
     if precision == LSTM_BFLOAT16:
-        codes = np.ascontiguousarray(bfloat16_bits(w))
+        codes = (_rounded(w).view(np.uint32) >> 16).astype(np.uint16)
         panels = np.zeros(lstm_reduced_panels_size(K, N), np.uint16)
     else:
         quantized = quantize_weights(w)
@@ -439,7 +440,7 @@ cdef tuple _sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh, cnp.nda
     if training:
         if precision is not None:
             # mixed precision: the products' operands rounded once (h_{t-1}: every step)
-            ax, a_ih, a_hh = (np.asarray(round_bfloat16(a)) for a in (ax, a_ih, a_hh))
+            ax, a_ih, a_hh = _rounded(ax), _rounded(a_ih), _rounded(a_hh)
         cache = _new_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
         cache.precision = precision
     cdef lstm_plan plan
@@ -560,6 +561,18 @@ def lstm_forward(x, w_ih, w_hh, bias=None, h0=None, c0=None, *, training=True, l
     return _sequence(ax, a_ih, a_hh, a_bias, H, h0, c0, lengths, training, None, precision)
 
 
+cdef cnp.ndarray _rounded(cnp.ndarray a):
+    """A contiguous float32 copy of a rounded to bfloat16 (the kernels' rounding)."""
+    cdef cnp.ndarray src = contiguous(a)
+    cdef cnp.ndarray out = empty((<object>a).shape, cnp.NPY_FLOAT)
+    cdef float *to = <float *>data_of(out)
+    cdef const float *values = <const float *>data_of(src)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(src)
+    with nogil:
+        lstm_round_bfloat16(to, values, n)
+    return out
+
+
 def check_reduced_precision(precision, training):
     """ValueError for a precision that is not None, "bfloat16" or "int8", or "int8" in
     training (quantization has no gradient: it is for inference)."""
@@ -638,7 +651,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     if c.precision is not None:
         # mixed precision: the weight gradient's h[0:T] operand rounded to bfloat16
         lstm_plan_mixed(&plan)
-        h_rounded = np.asarray(round_bfloat16(c.h))
+        h_rounded = _rounded(c.h)
         c32.h = <float *>data_of(h_rounded)
     workspace = take_workspace(plan.workspace, typenum)
     _run_backward(&plan, c, &c32, &c.c64, a_dy, a_dh_n, a_dc_n, dx, dw_ih, dw_hh, dbias, dh0,

@@ -116,6 +116,10 @@ typedef struct lstm_reduced_weights {
     const int32_t *ih_sums, *hh_sums;
 } lstm_reduced_weights;
 
+/* out[0:n] = in[0:n] rounded to bfloat16 (as float32 values), the rounding of the reduced
+ * kernels and of mixed-precision training (out may alias in). */
+void lstm_round_bfloat16(float *out, const float *in, ptrdiff_t n);
+
 /* Pack one matrix W = w.T (w [N,K], N = 4H) for `precision`:
  *   panels       out  [lstm_reduced_panels_size(K, N)] uint16_t or int8_t
  *   lane_scales  out  int8: [lstm_reduced_lanes(N)], else NULL

@@ -339,3 +339,21 @@ def test_precision_arguments_are_checked():
     for training in (True, False):
         with pytest.raises(TypeError, match="computes from float32 arrays"):
             lc.lstm_forward(*f64((x, w_ih, w_hh)), precision="bfloat16", training=training)
+
+
+def test_the_kernels_round_as_the_reference_bit_for_bit():
+    # The C rounding (mixed precision's x, the packed weights) against the reference's on
+    # every special case: ties to even both ways, subnormals (to a signed zero), the largest
+    # finite values (to infinity), infinities and NaNs, and a random sample.
+    special = np.array([1 + 2.0**-8, 1 + 3 * 2.0**-8, -(1 + 2.0**-8), 1 + 2.0**-8 + 2.0**-20,
+                        1e-39, -1e-39, 1.2e-38, 3.4e38, -3.4e38, np.inf, -np.inf, np.nan, 0.0,
+                        -0.0], np.float32)
+    rng = np.random.default_rng(19)
+    values = np.concatenate([special, rng.standard_normal(1000).astype(np.float32) * 10.0**
+                             rng.integers(-30, 30, 1000)]).astype(np.float32)
+    x = np.resize(values, (len(values) // 2, 2, 1)).astype(np.float32)
+    cache = lc.lstm_forward(x, np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32),
+                            precision="bfloat16")[3]
+    got = cache.x.view(np.uint32)
+    want = P.bfloat16_bits(x).astype(np.uint32) << 16
+    np.testing.assert_array_equal(got, want)
