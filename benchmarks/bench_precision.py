@@ -24,10 +24,10 @@ Errors: max |y - y_float64| of each column's fwd (step) output against the float
     (lstm_core.reference, the same weights), and for fwd+bwd the largest gradient error
     relative to the largest float64 gradient (dx, dh0, dc0 and the weights).
 
-Roofline: the best GF/s of one sgemm through scipy (as bench_lstm.py), and the best bfloat16
-    product rate: torch's bf16 @ bf16 or lstm_core's own bfloat16 kernel, whichever is higher
-    (bf16_roofline), measured in the same run for each thread count on the product of one
-    step of S4's whole sequence, (T*B, I+H, 4H).
+Roofline: the best GF/s of one sgemm through scipy (as bench_lstm.py), and the ceiling of a
+    bfloat16 product (bf16_roofline): torch's bf16 @ bf16, or sgemm's rate on a CPU without
+    bfloat16 instructions (which widens every bfloat16 product to float32), whichever is
+    higher; measured in the same run for each thread count on (T*B, I+H, 4H) of S4.
 
 How: bench_lstm.py's harness (warm-up, samples interleaved in a rotating order, medians of
     >= 5 samples, a settle pause between multi-threaded samples); every library's threads
@@ -192,13 +192,12 @@ def gradient_errors(inp):
 # ----------------------------------------------------------------------------- roofline
 
 
-def bf16_roofline(repeats, quick, shape, settle_s):
-    """The best bfloat16 product rate (GF/s) in this run: torch's bf16 @ bf16 on `shape`
-    (M, K, N), and lstm_core's bfloat16 kernel on the same product (one packed step of
-    M rows, I + H = K, 4H = N: the product plus a pointwise pass, so a lower bound on its
-    kernel's rate).  torch is timed on a 512^3 product first: CPUs without native bfloat16
-    emulate it at a few GF/s, where the full shape would take seconds a call."""
-    m, k, n = shape
+def bf16_roofline(repeats, quick, shape, sgemm_gfs, settle_s):
+    """The ceiling of a bfloat16 product in this run (GF/s): the faster of torch's
+    bf16 @ bf16 on `shape` (M, K, N) and, on a CPU without bfloat16 instructions (no
+    avx512_bf16 / amx_bf16 in /proc/cpuinfo), sgemm's rate, since every bfloat16 product is
+    then computed by widening to float32 multiply-adds.  torch is timed on a 512^3 product
+    first: where it emulates bfloat16 at a few GF/s the full shape would take seconds."""
     per_shape = {}
     if torch is not None:
         for mm, kk, nn in ((512, 512, 512), shape):
@@ -210,16 +209,12 @@ def bf16_roofline(repeats, quick, shape, settle_s):
             per_shape[f"torch {mm}x{kk}x{nn}"] = timing
             if timing["gflops"] < 50:
                 break
-    rng = np.random.default_rng(2)
-    packed = lc.pack_lstm(rng.standard_normal((n, k // 2)).astype(np.float32),
-                          rng.standard_normal((n, k // 2)).astype(np.float32),
-                          precision="bfloat16")
-    x = rng.standard_normal((1, m, k // 2)).astype(np.float32)
-    timing = harness.time_interleaved({"core": lambda: packed.forward(x)}, repeats, quick,
-                                      settle_s)["core"]
-    timing["gflops"] = 2 * m * k * n / timing["median_s"] / 1e9
-    per_shape[f"lstm_core {m}x{k}x{n}"] = timing
-    return {"bf16": per_shape, "bf16_gfs": max(v["gflops"] for v in per_shape.values())}
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    candidates = [v["gflops"] for v in per_shape.values()]
+    if not native:
+        candidates.append(sgemm_gfs)
+    return {"bf16": per_shape, "bf16_native": native, "bf16_gfs": max(candidates)}
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -237,7 +232,8 @@ def run_grid(cases, threads, args, repeats):
         before = harness.cpu_snapshot()
         sgemm = harness.gemm_roofline(repeats, args.quick, shapes[:1], settle_s)
         roofline = {"sgemm_gfs": sgemm["sgemm_gfs"],
-                    **bf16_roofline(repeats, args.quick, shapes[0], settle_s)}
+                    **bf16_roofline(repeats, args.quick, shapes[0], sgemm["sgemm_gfs"],
+                                    settle_s)}
         for case in cases:
             harness.progress(f"[{threads} thread(s)] {case.name}")
             inp = harness.make_inputs(case, args.seed)
@@ -276,6 +272,7 @@ def format_grid(grid):
         lines[0] += f"; other processes used {load['other_cores']:.2f} cores on average"
     lines.append(f"# sgemm_gfs {roof['sgemm_gfs']:.1f}; bfloat16 products GF/s: "
                  + ", ".join(f"{k} {v['gflops']:.1f}" for k, v in roof["bf16"].items())
+                 + ("" if roof["bf16_native"] else ", no bfloat16 instructions: sgemm")
                  + f" -> bf16_gfs {roof['bf16_gfs']:.1f}")
     head = f"{'case':>5} {'mode':>8} " + " ".join(f"{c + ' ms':>13}" for c in COLUMNS)
     lines.append(head)
@@ -317,6 +314,37 @@ def format_grid(grid):
     return "\n".join(lines)
 
 
+def _span(values, spec):
+    """"lo-hi" of the values in format spec (one value when they agree at that precision)."""
+    lo, hi = format(min(values), spec), format(max(values), spec)
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def readme_table(run):
+    """The README's summary of one run (1 thread): per precision, the error of y against
+    float64 and the speed against lstm_core's float32 over S1-S5, and the cell step."""
+    grid = next(g for g in run["grids"] if g["threads"] == 1)
+    rows = grid["rows"]
+    seq = [r for r in rows if r["case"] != "cell"]
+    cell = next(r for r in rows if r["case"] == "cell")
+    lines = ["| precision | max abs error of y, S1-S5 | fwd speed, S1-S5 | "
+             "fwd+bwd speed, S1-S5 | cell step (B=1, H=128) |", "|---|---|---|---|---|"]
+    for precision, column in (("float32", "core-f32"), ("bfloat16", "core-bf16"),
+                              ("int8", "core-int8")):
+        def speed(mode):
+            timed = [r["timings"] for r in seq if r["mode"] == mode and column in r["timings"]]
+            if not timed:
+                return "-"
+            return _span([t["core-f32"]["median_s"] / t[column]["median_s"] for t in timed],
+                         ".2f") + "x"
+
+        errors = [r["max_abs_err_y"][column] for r in seq if r["mode"] == "fwd"]
+        lines.append(f"| {precision} | {_span(errors, '.1e')} | {speed('fwd')} | "
+                     f"{speed('fwd+bwd')} | "
+                     f"{cell['timings'][column]['median_s'] * 1e6:.0f} us |")
+    return "\n".join(lines)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=7, help="timed samples per cell (>= 5)")
@@ -326,6 +354,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results (default: benchmarks/results/"
                    "precision-<YYYY-MM-DD>-<commit>.json)")
+    p.add_argument("--readme-table", type=Path, metavar="JSON",
+                   help="print the README's table of a results file and exit")
     args = p.parse_args(argv)
     if not args.quick and args.repeats < 5:
         p.error("--repeats must be at least 5 (use --quick for a smoke run)")
@@ -334,6 +364,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.readme_table:
+        print(readme_table(json.loads(args.readme_table.read_text())))
+        return
     repeats = harness.QUICK_REPEATS if args.quick else args.repeats
     cases = list(CASES)
     if args.cases:
