@@ -120,18 +120,24 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
     3
     """
     description = json.dumps(_describe(model))
+    write_archive(path, {_CONFIG_KEY: np.array(description), **model.state_dict()}, "the model")
+
+
+def write_archive(path: str | os.PathLike[str], arrays: Mapping[str, NDArray[Any]],
+                  what: str) -> None:
+    """Write arrays to the .npz at path atomically (save_model's way; `what` names the
+    content in the error for a missing folder)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot save the model to {path}: the folder {folder} does "
+        raise FileNotFoundError(f"cannot save {what} to {path}: the folder {folder} does "
                                 "not exist")
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never write through someone else's file; mode 0o666 lets the umask decide.
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as stream:
-            np.savez(stream, allow_pickle=False, **{_CONFIG_KEY: np.array(description)},
-                     **model.state_dict())
+            np.savez(stream, allow_pickle=False, **arrays)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -151,7 +157,7 @@ _NPY_MAGIC = b"\x93NUMPY"
 _PICKLE_PROTOCOL = b"\x80"  # the first byte of every pickle of protocol 2 or later
 
 
-def _read_arrays(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
+def read_archive(path: str | os.PathLike[str]) -> dict[str, NDArray[Any]]:
     """Every entry of the .npz at path, loaded with allow_pickle=False; ValueError for
     anything that is not a readable, pickle-free archive.
 
@@ -206,7 +212,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     FileNotFoundError
         When there is no file.
     """
-    arrays = _read_arrays(path)
+    arrays = read_archive(path)
     config = arrays.pop(_CONFIG_KEY, None)
     if config is None or config.shape != () or config.dtype.kind != "U":
         raise ValueError(f"{path} has no {_CONFIG_KEY!r} entry: not an {FORMAT} archive")

@@ -13,6 +13,7 @@ steps are left out of the loss.  Float data is cast to the model's dtype.
 """
 
 import copy
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any, Literal, Protocol, cast
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from lstm_core import checkpoint as checkpoints
 from lstm_core._typing import FloatArray, IntArray
 from lstm_core.layers import LSTM, SequenceModel, check_lengths
 from lstm_core.losses import LossFunction, get_loss
@@ -342,7 +344,8 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         min_delta: float = 0.0, restore_best: bool = True, clip_norm: float | None = None,
         tbptt: int | None = None, progress: bool | Literal["plain"] = True,
         metrics: Sequence[str] | None = None, validation_split: float = 0.0,
-        callbacks: Sequence[Callback] = ()) -> History:
+        callbacks: Sequence[Callback] = (), checkpoint: str | os.PathLike[str] | None = None,
+        resume: str | os.PathLike[str] | None = None) -> History:
     """Train `model` on (x, y) with mini-batches.
 
     Data layout follows the model's stack: x is (T, N, I), or (N, T, I) when batch_first.
@@ -401,6 +404,16 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     callbacks : list, optional
         Objects with any of on_epoch_end(epoch, logs) and on_train_end(history) (see
         Callback); on_epoch_end returning True stops the training.
+    checkpoint : path, optional
+        After every epoch, write the whole state of the run there (model, optimizer,
+        random generators, epoch, History, early stopping), atomically: a run killed at any
+        moment loses at most the epoch in progress (lstm_core.checkpoint).
+    resume : path, optional
+        Continue the run saved there by checkpoint=: the same model (class and
+        configuration), optimizer class and run (data size, batch size, shuffling and seed,
+        loss, tbptt, validation, patience) are required, and the result equals, bit for bit,
+        that of the run had it never stopped.  ``epochs`` may be raised to train further.
+        Pass the same path as checkpoint= to keep saving.
 
     Returns
     -------
@@ -414,7 +427,10 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     ValueError
         For wrong shapes, non-positive counts, an unknown loss, progress or metric, tbptt
         with output="last", validation_split out of range or together with validation_data,
-        or an optimizer made over other arrays than this model's parameters.
+        an optimizer made over other arrays than this model's parameters, or a resume file
+        that is not a checkpoint of this model and run (the message says what differs).
+    FileNotFoundError
+        For resume= naming no file.
     FloatingPointError
         When a batch's loss or gradient is not finite (NaN or infinite): training stops
         before that batch's update, naming the epoch and the batch; the parameters keep their
@@ -463,11 +479,24 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
     history = History()
     best, waited = np.inf, 0
     best_state: dict[str, FloatArray] | None = None
+    fingerprint = {"sequences": data.size, "validation": 0 if val is None else val.size,
+                   "batch_size": batch_size, "shuffle": bool(shuffle), "seed": seed,
+                   "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+                   "tbptt": tbptt, "patience": patience, "min_delta": min_delta,
+                   "clip_norm": clip_norm, "metrics": list(chosen)}
+    first_epoch, finished = 0, False
+    if resume is not None:
+        saved = checkpoints.load(resume, model, optimizer, fingerprint, rng)
+        first_epoch, finished = saved.epochs_done, saved.finished
+        best, waited, best_state = saved.best, saved.waited, saved.best_state
+        history.update({k: list(v) for k, v in saved.history["metrics"].items()})
+        history.best_epoch = saved.history["best_epoch"]
+        history.stopped_early = saved.history["stopped_early"]
     display = _Progress(progress, -(-data.size // batch_size), epochs)
     monitored_name = "val_loss" if val is not None else "loss"
     model.train()
     try:
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, 0 if finished else epochs):
             lr = optimizer.current_lr()
             totals = _Totals(chosen)
             display.epoch_start(epoch)
@@ -520,6 +549,11 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                         display.say(f"early stopping: {monitored_name} did not improve by more "
                                     f"than {min_delta:g} for {patience} epochs; stopped after "
                                     f"epoch {epoch + 1}")
+            if checkpoint is not None:
+                checkpoints.save(checkpoint, model, optimizer, fingerprint, epoch + 1, stop,
+                                 {"metrics": history.history, "best_epoch": history.best_epoch,
+                                  "stopped_early": history.stopped_early},
+                                 best, waited, best_state, rng)
             if stop:
                 break
     finally:
