@@ -320,6 +320,19 @@ def _span(values, spec):
     return lo if lo == hi else f"{lo}-{hi}"
 
 
+def newest(results_dir=Path(__file__).resolve().parent / "results"):
+    """Path of the newest full run (not --quick, every case) in results_dir."""
+    runs = []
+    for path in sorted(Path(results_dir).glob("precision-*.json")):
+        run = json.loads(path.read_text())
+        if run.get("quick") or "--cases" in run["header"].get("argv", []):
+            continue
+        runs.append((dt.datetime.fromisoformat(run["header"]["date"]), path.name, path))
+    if not runs:
+        raise FileNotFoundError(f"no full precision run in {results_dir}")
+    return max(runs)[2]
+
+
 def readme_table(run):
     """The README's summary of one run (1 thread): per precision, the error of y against
     float64 and the speed against lstm_core's float32 over S1-S5, and the cell step."""
@@ -354,8 +367,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, help="JSON results (default: benchmarks/results/"
                    "precision-<YYYY-MM-DD>-<commit>.json)")
-    p.add_argument("--readme-table", type=Path, metavar="JSON",
-                   help="print the README's table of a results file and exit")
+    p.add_argument("--readme-table", nargs="?", const="newest", metavar="JSON",
+                   help="print the README's table of a results file (default: the newest "
+                        "full run committed) and exit")
     args = p.parse_args(argv)
     if not args.quick and args.repeats < 5:
         p.error("--repeats must be at least 5 (use --quick for a smoke run)")
@@ -365,7 +379,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if args.readme_table:
-        print(readme_table(json.loads(args.readme_table.read_text())))
+        path = newest() if args.readme_table == "newest" else Path(args.readme_table)
+        print(readme_table(json.loads(path.read_text())))
         return
     repeats = harness.QUICK_REPEATS if args.quick else args.repeats
     cases = list(CASES)

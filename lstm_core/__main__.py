@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the demo's)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default=DEFAULT_OUT,
-                      help=f"folder for the figure (default {DEFAULT_OUT})")
+                      help=f"folder for what the demo writes: the figure (timeseries), "
+                           f"summary.txt and results.json (sentiment); default {DEFAULT_OUT}")
     demo.add_argument("--plot", default=None,
                       help="the figure's file instead (time series; default "
                            "OUT/sunspots_forecast.png)")
@@ -94,7 +95,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.name == "sentiment":
         from lstm_core.demos import sentiment
         options = {} if args.epochs is None else {"epochs": args.epochs}
-        sentiment.run(seed=args.seed, **options)
+        sentiment.run(seed=args.seed, out=args.out, **options)
         return 0
     from lstm_core.demos import timeseries
     plot_path = None

