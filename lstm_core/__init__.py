@@ -92,7 +92,8 @@ __all__ = [
 
 # Vanilla RNN (tanh) and GRU: the same house, torch.nn.RNN's and torch.nn.GRU's conventions.
 from lstm_core._lstm import (  # noqa: E402
-    GRUCache, RNNCache, gru_backward, gru_cell, gru_forward, rnn_backward, rnn_cell, rnn_forward,
+    GRUCache, PackedGRU, PackedRNN, RNNCache, gru_backward, gru_cell, gru_forward, pack_gru,
+    pack_rnn, rnn_backward, rnn_cell, rnn_forward,
 )
 from lstm_core.layers import GRU, RNN  # noqa: E402
 from lstm_core.reference import GRUGrads, RNNGrads  # noqa: E402
@@ -101,12 +102,16 @@ __all__ += [
     "GRU",
     "GRUCache",
     "GRUGrads",
+    "PackedGRU",
+    "PackedRNN",
     "RNN",
     "RNNCache",
     "RNNGrads",
     "gru_backward",
     "gru_cell",
     "gru_forward",
+    "pack_gru",
+    "pack_rnn",
     "rnn_backward",
     "rnn_cell",
     "rnn_forward",

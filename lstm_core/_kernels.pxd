@@ -136,8 +136,8 @@ cdef extern from "lstm_core.h" nogil:
 
     Py_ssize_t lstm_panels_size_f32(int K, int N, int gated)
     Py_ssize_t lstm_panels_size_f64(int K, int N, int gated)
-    void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H)
-    void lstm_pack_weights_f64(double *panels, const double *w_ih, const double *w_hh, int In, int H)
+    void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H, int gates)
+    void lstm_pack_weights_f64(double *panels, const double *w_ih, const double *w_hh, int In, int H, int gates)
     void lstm_forward_f32(const lstm_plan *plan, const lstm_inputs_f32 *inputs, const lstm_weights_f32 *w, const lstm_outputs_f32 *out, const lstm_cache_f32 *cache, float *workspace)
     void lstm_forward_f64(const lstm_plan *plan, const lstm_inputs_f64 *inputs, const lstm_weights_f64 *w, const lstm_outputs_f64 *out, const lstm_cache_f64 *cache, double *workspace)
     void lstm_backward_f32(const lstm_plan *plan, const lstm_inputs_f32 *inputs, const lstm_weights_f32 *w, const lstm_cache_f32 *cache, const lstm_output_grads_f32 *d_out, const lstm_grads_f32 *grads, float *workspace)

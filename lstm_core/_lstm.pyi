@@ -5,6 +5,7 @@ from typing import Literal, final, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from typing_extensions import disjoint_base
 
 from lstm_core._boundary import SequenceCache
 from lstm_core._typing import FloatArray
@@ -82,14 +83,8 @@ def lstm_cell(
     bias: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]: ...
 
-@final
-class PackedLSTM:
-    @property
-    def w_ih(self) -> FloatArray: ...
-    @property
-    def w_hh(self) -> FloatArray: ...
-    @property
-    def bias(self) -> FloatArray | None: ...
+@disjoint_base
+class PackedWeights:
     @property
     def precision(self) -> str: ...
     @property
@@ -98,8 +93,17 @@ class PackedLSTM:
     def input_size(self) -> int: ...
     @property
     def hidden_size(self) -> int: ...
-    # Raises TypeError: only pack_lstm makes packed LSTMs.
+    # Raises TypeError: only pack_lstm, pack_gru and pack_rnn make packed cells.
     def __init__(self, *args: object, **kwargs: object) -> None: ...
+
+@final
+class PackedLSTM(PackedWeights):
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def bias(self) -> FloatArray | None: ...
     def forward(
         self,
         x: FloatArray,
@@ -241,3 +245,49 @@ def gru_cell(
     b_ih: FloatArray | None = None,
     b_hh: FloatArray | None = None,
 ) -> FloatArray: ...
+
+@final
+class PackedGRU(PackedWeights):
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def b_ih(self) -> FloatArray | None: ...
+    @property
+    def b_hh(self) -> FloatArray | None: ...
+    def forward(
+        self, x: FloatArray, h0: FloatArray | None = None, *, lengths: ArrayLike | None = None
+    ) -> tuple[FloatArray, FloatArray]: ...
+    def cell(self, x_t: FloatArray, h: FloatArray) -> FloatArray: ...
+
+def pack_gru(
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    b_ih: FloatArray | None = None,
+    b_hh: FloatArray | None = None,
+    *,
+    precision: Literal["float32", "float64"] = "float32",
+) -> PackedGRU: ...
+
+@final
+class PackedRNN(PackedWeights):
+    @property
+    def w_ih(self) -> FloatArray: ...
+    @property
+    def w_hh(self) -> FloatArray: ...
+    @property
+    def bias(self) -> FloatArray | None: ...
+    def forward(
+        self, x: FloatArray, h0: FloatArray | None = None, *, lengths: ArrayLike | None = None
+    ) -> tuple[FloatArray, FloatArray]: ...
+    def cell(self, x_t: FloatArray, h: FloatArray) -> FloatArray: ...
+
+def pack_rnn(
+    w_ih: FloatArray,
+    w_hh: FloatArray,
+    bias: FloatArray | None = None,
+    *,
+    nonlinearity: Literal["tanh"] = "tanh",
+    precision: Literal["float32", "float64"] = "float32",
+) -> PackedRNN: ...

@@ -147,8 +147,89 @@ def _isa_cap():
     return _ISA_LEVELS[value]
 
 
+cdef class PackedWeights:
+    """What the packed cells share: the panels the kernels read (w_ih.T's, then w_hh.T's, in
+    the cell's layout) or the reduced-precision panels, and the dtype they compute in."""
+
+    cdef readonly str precision, kernel
+    cdef readonly Py_ssize_t input_size, hidden_size
+    cdef cnp.ndarray panels       # [w_ih.T's gate panels | w_hh.T's]
+    cdef Py_ssize_t ih_panels     # elements of w_ih.T's panels
+    cdef int typenum
+    # the reduced precisions (the LSTM's): the packed matrices, their int8 lane scales and
+    # sums, and the kernels' view of them
+    cdef bint is_reduced
+    cdef cnp.ndarray reduced_ih, reduced_hh, ih_scales, hh_scales, ih_sums, hh_sums
+    cdef lstm_reduced_weights reduced
+
+    def __init__(self):
+        raise TypeError(f"{type(self).__name__} objects are made by lstm_core."
+                        f"{_PACKERS.get(type(self).__name__, 'pack_lstm')}(...)")
+
+    cdef int _check_dtype(self, cnp.ndarray arr, str name) except -1:
+        if cnp.PyArray_TYPE(arr) != self.typenum:
+            dtype = "float32" if self.typenum == cnp.NPY_FLOAT else "float64"
+            raise TypeError(
+                f"{name} has dtype {arr.dtype} but this {type(self).__name__} computes in "
+                f"{self.precision}" + (" from float32 inputs" if self.is_reduced else "")
+                + f": pass {name}.astype(np.{dtype})"
+            )
+        return 0
+
+    cdef cnp.ndarray _sequence_input(self, object x):
+        cdef cnp.ndarray ax = sequence(x)
+        self._check_dtype(ax, "x")
+        expect_shape(ax, "x", "(T, B, I) with I = the packed input size", ax.shape[0],
+                     ax.shape[1], self.input_size)
+        return ax
+
+    cdef cnp.ndarray _step_input(self, object x_t):
+        cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
+        self._check_dtype(ax, "x_t")
+        expect_shape(ax, "x_t", "(B, I) with I = the packed input size", ax.shape[0],
+                     self.input_size)
+        return ax
+
+
+# The function that makes each packed class, for its error message.
+_PACKERS = {"PackedLSTM": "pack_lstm", "PackedGRU": "pack_gru", "PackedRNN": "pack_rnn"}
+
+
+cdef int _pack_panels(PackedWeights packed, cnp.ndarray w_ih, cnp.ndarray w_hh,
+                      int gates) except -1:
+    """Pack w_ih.T and w_hh.T (float32 or float64, the packed dtype) into the panels of the
+    cell of `gates` gate blocks, as the forward's plan reads them."""
+    cdef int In = <int>w_ih.shape[1], H = <int>w_hh.shape[1], G = <int>w_hh.shape[0]
+    cdef int gated = 0 if gates == 1 else gates
+    if packed.typenum == cnp.NPY_FLOAT:
+        packed.ih_panels = lstm_panels_size_f32(In, G, gated)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(H, G, gated),),
+                              packed.typenum)
+        lstm_pack_weights_f32(<float *>data_of(packed.panels), <float *>data_of(w_ih),
+                              <float *>data_of(w_hh), In, H, gates)
+    else:
+        packed.ih_panels = lstm_panels_size_f64(In, G, gated)
+        packed.panels = empty((packed.ih_panels + lstm_panels_size_f64(H, G, gated),),
+                              packed.typenum)
+        lstm_pack_weights_f64(<double *>data_of(packed.panels), <double *>data_of(w_ih),
+                              <double *>data_of(w_hh), In, H, gates)
+    return 0
+
+
+cdef tuple _copies(object arrays, int typenum):
+    """Read-only C-ordered copies in the dtype of typenum (None stays None)."""
+    dtype = np.float32 if typenum == cnp.NPY_FLOAT else np.float64
+    out = []
+    for arr in arrays:
+        copy = None if arr is None else np.array(arr, dtype=dtype, order="C")
+        if copy is not None:
+            copy.flags.writeable = False
+        out.append(copy)
+    return tuple(out)
+
+
 @cython.final
-cdef class PackedLSTM:
+cdef class PackedLSTM(PackedWeights):
     """LSTM weights packed once for inference: made by ``lc.pack_lstm``.
 
     It owns read-only copies of the weights it was packed from (w_ih (4H, I), w_hh (4H, H),
@@ -162,54 +243,25 @@ cdef class PackedLSTM:
     """
 
     cdef readonly cnp.ndarray w_ih, w_hh, bias
-    cdef readonly str precision, kernel
-    cdef readonly Py_ssize_t input_size, hidden_size
-    cdef cnp.ndarray panels       # [w_ih.T's gate panels | w_hh.T's]
-    cdef Py_ssize_t ih_panels     # elements of w_ih.T's panels
-    cdef int typenum
-    # the reduced precisions: the packed matrices, their int8 lane scales and sums, and the
-    # kernels' view of them
-    cdef bint is_reduced
-    cdef cnp.ndarray reduced_ih, reduced_hh, ih_scales, hh_scales, ih_sums, hh_sums
-    cdef lstm_reduced_weights reduced
-
-    def __init__(self):
-        raise TypeError("PackedLSTM objects are made by lstm_core.pack_lstm(w_ih, w_hh, bias)")
 
     def __repr__(self):
         return (f"<PackedLSTM input_size={self.input_size} hidden_size={self.hidden_size} "
                 f"precision={self.precision!r} bias={self.bias is not None}"
                 + (f" kernel={self.kernel!r}>" if self.is_reduced else ">"))
 
-    cdef int _check_dtype(self, cnp.ndarray arr, str name) except -1:
-        if cnp.PyArray_TYPE(arr) != self.typenum:
-            dtype = "float32" if self.typenum == cnp.NPY_FLOAT else "float64"
-            raise TypeError(
-                f"{name} has dtype {arr.dtype} but this PackedLSTM computes in "
-                f"{self.precision}" + (" from float32 inputs" if self.is_reduced else "")
-                + f": pass {name}.astype(np.{dtype})"
-            )
-        return 0
-
     def forward(self, x, h0=None, c0=None, *, lengths=None):
         """Inference over a whole sequence: the same arguments and results as
         ``lstm_forward(x, w_ih, w_hh, bias, h0, c0, training=False, lengths=lengths)``
         without its cache: returns y (T, B, H), h_n (B, H), c_n (B, H).  x (T, B, I) must
         have the dtype of the precision (float32 for "bfloat16" and "int8")."""
-        cdef cnp.ndarray ax = sequence(x)
-        self._check_dtype(ax, "x")
-        expect_shape(ax, "x", "(T, B, I) with I = the packed input size", ax.shape[0],
-                     ax.shape[1], self.input_size)
+        cdef cnp.ndarray ax = self._sequence_input(x)
         return _sequence(ax, self.w_ih, self.w_hh, self.bias, self.hidden_size, h0, c0,
                          lengths, False, self)[:3]
 
     def cell(self, x_t, h, c):
         """One inference step, as ``lstm_cell(x_t, h, c, w_ih, w_hh, bias)``: x_t (B, I),
         h, c (B, H) -> h1, c1 (B, H)."""
-        cdef cnp.ndarray ax = checked(x_t, "x_t", 2, "(B, I)", -1, "x_t")
-        self._check_dtype(ax, "x_t")
-        expect_shape(ax, "x_t", "(B, I) with I = the packed input size", ax.shape[0],
-                     self.input_size)
+        cdef cnp.ndarray ax = self._step_input(x_t)
         return _cell(ax, self.w_ih, self.w_hh, self.bias, self.hidden_size, h, c, self)
 
 
@@ -242,30 +294,12 @@ def pack_lstm(w_ih, w_hh, bias=None, *, precision="float32"):
     cdef Py_ssize_t I = a_ih.shape[1]
     packed.precision, packed.typenum, packed.input_size, packed.hidden_size = (
         precision, typenum, I, H)
-    dtype = np.float32 if typenum == cnp.NPY_FLOAT else np.float64
-    packed.w_ih, packed.w_hh = (np.array(a_ih, dtype=dtype, order="C"),
-                                np.array(a_hh, dtype=dtype, order="C"))
-    packed.bias = None if a_bias is None else np.array(a_bias, dtype=dtype, order="C")
-    for arr in (packed.w_ih, packed.w_hh, packed.bias):
-        if arr is not None:
-            arr.flags.writeable = False
-    cdef int G = <int>(4 * H)
+    packed.w_ih, packed.w_hh, packed.bias = _copies((a_ih, a_hh, a_bias), typenum)
     if precision in _REDUCED:
         _pack_reduced(packed, _REDUCED[precision], lstm_reduced_isa(cap))
         return packed
-    packed.kernel = typenum == cnp.NPY_FLOAT and "float32" or "float64"
-    if typenum == cnp.NPY_FLOAT:
-        packed.ih_panels = lstm_panels_size_f32(<int>I, G, 4)
-        packed.panels = empty((packed.ih_panels + lstm_panels_size_f32(<int>H, G, 4),),
-                              typenum)
-        lstm_pack_weights_f32(<float *>data_of(packed.panels), <float *>data_of(packed.w_ih),
-                              <float *>data_of(packed.w_hh), <int>I, <int>H)
-    else:
-        packed.ih_panels = lstm_panels_size_f64(<int>I, G, 4)
-        packed.panels = empty((packed.ih_panels + lstm_panels_size_f64(<int>H, G, 4),),
-                              typenum)
-        lstm_pack_weights_f64(<double *>data_of(packed.panels), <double *>data_of(packed.w_ih),
-                              <double *>data_of(packed.w_hh), <int>I, <int>H)
+    packed.kernel = precision
+    _pack_panels(packed, packed.w_ih, packed.w_hh, 4)
     return packed
 
 
@@ -310,7 +344,7 @@ cdef void _run_forward(const lstm_plan *plan, cnp.ndarray y, cnp.ndarray h_n, cn
                        const lstm_cache_f32 *c32, const lstm_cache_f64 *c64,
                        cnp.ndarray workspace, cnp.ndarray x, cnp.ndarray h0, cnp.ndarray c0,
                        cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias, cnp.ndarray lengths,
-                       PackedLSTM packed, cnp.ndarray b_hh=None):
+                       PackedWeights packed, cnp.ndarray b_hh=None):
     """The whole forward in C with the GIL released, as the plan says; every array has been
     validated and allocated.  c32, c64: the cache's arrays (training), else NULL; packed: the
     weights' panels, or None.  The GRU and the RNN pass None for c0 and c_n (their cells have
@@ -387,7 +421,7 @@ cdef void _forward(lstm_plan *plan, const lstm_settings *settings, cnp.ndarray y
                    cnp.ndarray h_n, cnp.ndarray c_n, LSTMCache cache, cnp.ndarray x,
                    cnp.ndarray h0, cnp.ndarray c0, cnp.ndarray w_ih, cnp.ndarray w_hh,
                    cnp.ndarray bias, cnp.ndarray lengths, Py_ssize_t T, Py_ssize_t B,
-                   Py_ssize_t I, Py_ssize_t H, PackedLSTM packed):
+                   Py_ssize_t I, Py_ssize_t H, PackedWeights packed):
     """Plan the forward, take its workspace from the pool, run it, give the workspace back.
     A cache of precision "bfloat16" makes it a mixed-precision forward (x and the weights
     rounded already)."""
@@ -753,16 +787,19 @@ cdef RNNCache _new_rnn_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
 cdef void _rnn_forward(const lstm_settings *settings, Py_ssize_t T, cnp.ndarray y,
                        cnp.ndarray h_n, RNNCache cache, cnp.ndarray x, cnp.ndarray h0,
                        cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
-                       cnp.ndarray lengths):
+                       cnp.ndarray lengths, PackedWeights packed=None):
     """Plan the RNN's forward of T steps (the driver's one-gate cell) and run it in its pooled
-    workspace; x is (T, B, I), or (B, I) for one step."""
+    workspace; x is (T, B, I), or (B, I) for one step; packed: the weights' panels, or
+    None."""
     cdef lstm_plan plan
     lstm_plan_forward_cell(&plan, settings, 1, <int>T, <int>h0.shape[0], <int>w_ih.shape[1],
                            <int>w_hh.shape[1], cnp.PyArray_ITEMSIZE(x), cache is not None)
+    if packed is not None:
+        lstm_plan_prepacked(&plan)
     workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
     _run_forward(&plan, y, h_n, None, NULL if cache is None else &cache.c32,
                  NULL if cache is None else &cache.c64, workspace, x, h0, None, w_ih, w_hh,
-                 bias, lengths, None)
+                 bias, lengths, packed)
     give_workspace(workspace)
 
 
@@ -814,11 +851,19 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
         When the outputs and the cache would need more memory than the machine has.
     """
     cdef cnp.ndarray ax = sequence(x)
-    cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_ih, a_hh, a_bias
     cdef Py_ssize_t H
-    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, typenum, I, "x", 1, "h")
+    a_ih, a_hh, a_bias, H = weights(w_ih, w_hh, bias, cnp.PyArray_TYPE(ax), ax.shape[2], "x", 1,
+                                    "h")
+    return _rnn_sequence(ax, a_ih, a_hh, a_bias, H, h0, lengths, training, None)
+
+
+cdef tuple _rnn_sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh,
+                         cnp.ndarray a_bias, Py_ssize_t H, object h0, object lengths,
+                         bint training, PackedWeights packed):
+    """rnn_forward once x and the weights are checked (packed: their panels, or None)."""
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
     # y, h_n; training: h for T+1 steps; inference: the chunk's workspace (Python ints)
@@ -834,7 +879,8 @@ def rnn_forward(x, w_ih, w_hh, bias=None, h0=None, *, training=True, lengths=Non
     cdef RNNCache cache = None
     if training:
         cache = _new_rnn_cache(ax, a_ih, a_hh, a_bias is not None, a_lengths, T, B, H, typenum)
-    _rnn_forward(kernel_settings(), T, y, h_n, cache, ax, a_h0, a_ih, a_hh, a_bias, a_lengths)
+    _rnn_forward(kernel_settings(), T, y, h_n, cache, ax, a_h0, a_ih, a_hh, a_bias, a_lengths,
+                 packed)
     if cache is not None:
         cache.freeze()
     return y, h_n, cache
@@ -879,19 +925,28 @@ def rnn_cell(x_t, h, w_ih, w_hh, bias=None, *, nonlinearity="tanh"):
     ValueError
         For a wrong number of axes or a wrong size, or another nonlinearity.
     """
+    _check_nonlinearity(nonlinearity)
+    cdef cnp.ndarray ax, a_h, a_ih, a_hh, a_bias
+    ax, a_h, a_ih, a_hh, a_bias, _ = step_input(x_t, h, w_ih, w_hh, bias, 1, "h")
+    return _rnn_step(ax, a_h, a_ih, a_hh, a_bias, None)
+
+
+cdef cnp.ndarray _rnn_step(cnp.ndarray ax, cnp.ndarray a_h, cnp.ndarray a_ih,
+                           cnp.ndarray a_hh, cnp.ndarray a_bias, PackedWeights packed):
+    """One inference step of the sequence driver on one thread (x_t (B, I) is x (1, B, I)),
+    whose running state ends as h1: a step of the cell and a step of the sequence give the
+    same bits."""
+    cdef cnp.ndarray h1 = empty((ax.shape[0], a_hh.shape[1]), cnp.PyArray_TYPE(ax))
+    cdef lstm_settings settings = kernel_settings()[0]
+    settings.threads = 1
+    _rnn_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_bias, None, packed)
+    return h1
+
+
+def _check_nonlinearity(nonlinearity):
     if nonlinearity != "tanh":
         raise ValueError(f"nonlinearity must be 'tanh' (the only one the kernels implement), "
                          f"got {nonlinearity!r}")
-    cdef cnp.ndarray ax, a_h, a_ih, a_hh, a_bias
-    ax, a_h, a_ih, a_hh, a_bias, _ = step_input(x_t, h, w_ih, w_hh, bias, 1, "h")
-    cdef cnp.ndarray h1 = empty((ax.shape[0], a_hh.shape[1]), cnp.PyArray_TYPE(ax))
-    # One inference step of the sequence driver on one thread (x_t (B, I) is x (1, B, I)),
-    # whose running state ends as h1: a step of the cell and a step of the sequence give the
-    # same bits.
-    cdef lstm_settings settings = kernel_settings()[0]
-    settings.threads = 1
-    _rnn_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_bias, None)
-    return h1
 
 
 def rnn_backward(cache, dy=None, dh_n=None):
@@ -1023,16 +1078,19 @@ cdef GRUCache _new_gru_cache(cnp.ndarray x, cnp.ndarray w_ih, cnp.ndarray w_hh, 
 cdef void _gru_forward(const lstm_settings *settings, Py_ssize_t T, cnp.ndarray y,
                        cnp.ndarray h_n, GRUCache cache, cnp.ndarray x, cnp.ndarray h0,
                        cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray b_ih, cnp.ndarray b_hh,
-                       cnp.ndarray lengths):
+                       cnp.ndarray lengths, PackedWeights packed=None):
     """Plan the GRU's forward of T steps (the driver's three-gate cell) and run it in its
-    pooled workspace; x is (T, B, I), or (B, I) for one step."""
+    pooled workspace; x is (T, B, I), or (B, I) for one step; packed: the weights' panels,
+    or None."""
     cdef lstm_plan plan
     lstm_plan_forward_cell(&plan, settings, 3, <int>T, <int>h0.shape[0], <int>w_ih.shape[1],
                            <int>w_hh.shape[1], cnp.PyArray_ITEMSIZE(x), cache is not None)
+    if packed is not None:
+        lstm_plan_prepacked(&plan)
     workspace = take_workspace(plan.workspace, cnp.PyArray_TYPE(x))
     _run_forward(&plan, y, h_n, None, NULL if cache is None else &cache.c32,
                  NULL if cache is None else &cache.c64, workspace, x, h0, None, w_ih, w_hh,
-                 b_ih, lengths, None, b_hh)
+                 b_ih, lengths, packed, b_hh)
     give_workspace(workspace)
 
 
@@ -1087,12 +1145,21 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
     """
     cdef cnp.ndarray ax = sequence(x)
     cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_ih, a_hh
     cdef Py_ssize_t H
-    a_ih, a_hh, _, H = weights(w_ih, w_hh, None, typenum, I, "x", 3, "r, z, n")
+    a_ih, a_hh, _, H = weights(w_ih, w_hh, None, typenum, ax.shape[2], "x", 3, "r, z, n")
     cdef cnp.ndarray a_b_ih = _vector(b_ih, "b_ih", typenum, 3 * H, "3H")
     cdef cnp.ndarray a_b_hh = _vector(b_hh, "b_hh", typenum, 3 * H, "3H")
+    return _gru_sequence(ax, a_ih, a_hh, a_b_ih, a_b_hh, H, h0, lengths, training, None)
+
+
+cdef tuple _gru_sequence(cnp.ndarray ax, cnp.ndarray a_ih, cnp.ndarray a_hh,
+                         cnp.ndarray a_b_ih, cnp.ndarray a_b_hh, Py_ssize_t H, object h0,
+                         object lengths, bint training, PackedWeights packed):
+    """gru_forward once x, the weights and the biases are checked (packed: the weights'
+    panels, or None)."""
+    cdef int typenum = cnp.PyArray_TYPE(ax)
+    cdef Py_ssize_t T = ax.shape[0], B = ax.shape[1], I = ax.shape[2]
     cdef cnp.ndarray a_h0 = state(h0, "h0", typenum, B, H, "x", True)
     cdef cnp.ndarray a_lengths = lengths_of(lengths, B, T)
     # y, h_n, the step's scratch; training: gates 3H, h for T+1 steps, hn (Python ints)
@@ -1112,7 +1179,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, training=True, 
         cache = _new_gru_cache(ax, a_ih, a_hh, a_b_ih is not None, a_b_hh is not None,
                                a_lengths, T, B, H, typenum)
     _gru_forward(kernel_settings(), T, y, h_n, cache, ax, a_h0, a_ih, a_hh, a_b_ih, a_b_hh,
-                 a_lengths)
+                 a_lengths, packed)
     if cache is not None:
         cache.freeze()
     return y, h_n, cache
@@ -1162,14 +1229,20 @@ def gru_cell(x_t, h, w_ih, w_hh, b_ih=None, b_hh=None):
     cdef Py_ssize_t H
     ax, a_h, a_ih, a_hh, _, H = step_input(x_t, h, w_ih, w_hh, None, 3, "r, z, n")
     cdef int typenum = cnp.PyArray_TYPE(ax)
-    cdef Py_ssize_t B = ax.shape[0], I = ax.shape[1]
     cdef cnp.ndarray a_b_ih = contiguous(_vector(b_ih, "b_ih", typenum, 3 * H, "3H"))
     cdef cnp.ndarray a_b_hh = contiguous(_vector(b_hh, "b_hh", typenum, 3 * H, "3H"))
-    cdef cnp.ndarray h1 = empty((B, H), typenum)
-    # One inference step of the sequence driver on one thread, as rnn_cell.
+    return _gru_step(ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh, None)
+
+
+cdef cnp.ndarray _gru_step(cnp.ndarray ax, cnp.ndarray a_h, cnp.ndarray a_ih,
+                           cnp.ndarray a_hh, cnp.ndarray a_b_ih, cnp.ndarray a_b_hh,
+                           PackedWeights packed):
+    """One inference step of the sequence driver on one thread, as _rnn_step."""
+    cdef cnp.ndarray h1 = empty((ax.shape[0], a_hh.shape[1]), cnp.PyArray_TYPE(ax))
     cdef lstm_settings settings = kernel_settings()[0]
     settings.threads = 1
-    _gru_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh, None)
+    _gru_forward(&settings, 1, None, h1, None, ax, a_h, a_ih, a_hh, a_b_ih, a_b_hh, None,
+                 packed)
     return h1
 
 
@@ -1222,3 +1295,125 @@ def gru_backward(cache, dy=None, dh_n=None):
                   None, workspace, db_hh)
     give_workspace(workspace)
     return GRUGrads(dx, dw_ih, dw_hh, db_ih, db_hh, dh0)
+
+
+# ----------------------------------------------------------------------------- packed GRU, RNN
+
+def _packed_precision(precision, str cell):
+    """The dtype number of a GRU's or RNN's packed precision; ValueError otherwise."""
+    if isinstance(precision, str) and precision in ("float32", "float64"):
+        return _PRECISIONS[precision]
+    if precision in _REDUCED:
+        raise ValueError(f"precision={precision!r} is implemented for the LSTM (pack_lstm); "
+                         f"a packed {cell} computes in 'float32' or 'float64'")
+    raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+
+
+@cython.final
+cdef class PackedGRU(PackedWeights):
+    """GRU weights packed once for inference: made by ``lc.pack_gru``.
+
+    Read-only copies of w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,) or None, in the dtype
+    of its precision, and both matrices in the kernels' panels; ``forward`` and ``cell``
+    equal ``gru_forward(..., training=False)`` and ``gru_cell`` bit for bit.  Later changes
+    to the source arrays do not affect it; any number of threads may call it at once.
+    """
+
+    cdef readonly cnp.ndarray w_ih, w_hh, b_ih, b_hh
+
+    def __repr__(self):
+        return (f"<PackedGRU input_size={self.input_size} hidden_size={self.hidden_size} "
+                f"precision={self.precision!r} bias={self.b_ih is not None}>")
+
+    def forward(self, x, h0=None, *, lengths=None):
+        """Inference over a whole sequence, as ``gru_forward(x, w_ih, w_hh, b_ih, b_hh, h0,
+        training=False, lengths=lengths)`` without its cache: returns y (T, B, H), h_n
+        (B, H)."""
+        cdef cnp.ndarray ax = self._sequence_input(x)
+        return _gru_sequence(ax, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
+                             self.hidden_size, h0, lengths, False, self)[:2]
+
+    def cell(self, x_t, h):
+        """One inference step, as ``gru_cell(x_t, h, w_ih, w_hh, b_ih, b_hh)``: x_t (B, I),
+        h (B, H) -> h1 (B, H)."""
+        cdef cnp.ndarray ax = self._step_input(x_t)
+        cdef cnp.ndarray a_h = contiguous(state(h, "h", self.typenum, ax.shape[0],
+                                                self.hidden_size, "x_t", False))
+        return _gru_step(contiguous(ax), a_h, self.w_ih, self.w_hh, self.b_ih, self.b_hh, self)
+
+
+def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, precision="float32"):
+    """Pack a GRU's weights once for any number of inference calls.
+
+    w_ih (3H, I), w_hh (3H, H) and the biases b_ih, b_hh (3H,) or None (gate order r, z, n,
+    as gru_forward), float32 or float64; precision "float32" or "float64": the dtype the
+    packed GRU computes in.  Returns an immutable PackedGRU whose ``forward(x, h0=None, *,
+    lengths=None)`` and ``cell(x_t, h)`` equal ``gru_forward(training=False)`` and
+    ``gru_cell`` bit for bit.  Reduced precisions are the LSTM's (ValueError here).
+    """
+    cdef int typenum = _packed_precision(precision, "GRU")
+    cdef cnp.ndarray first = checked(w_ih, "w_ih", 2, "(3H, I)", -1, "w_ih")
+    cdef int given = cnp.PyArray_TYPE(first)
+    a_ih, a_hh, _, H = weights(first, w_hh, None, given, first.shape[1], "w_ih", 3, "r, z, n")
+    a_b_ih = _vector(b_ih, "b_ih", given, 3 * H, "3H")
+    a_b_hh = _vector(b_hh, "b_hh", given, 3 * H, "3H")
+    cdef PackedGRU packed = PackedGRU.__new__(PackedGRU)
+    packed.precision = packed.kernel = precision
+    packed.typenum, packed.input_size, packed.hidden_size = typenum, a_ih.shape[1], H
+    packed.w_ih, packed.w_hh, packed.b_ih, packed.b_hh = _copies(
+        (a_ih, a_hh, a_b_ih, a_b_hh), typenum)
+    _pack_panels(packed, packed.w_ih, packed.w_hh, 3)
+    return packed
+
+
+@cython.final
+cdef class PackedRNN(PackedWeights):
+    """Vanilla RNN (tanh) weights packed once for inference: made by ``lc.pack_rnn``.
+
+    Read-only copies of w_ih (H, I), w_hh (H, H), bias (H,) = b_ih + b_hh or None, in the
+    dtype of its precision, and both matrices in the kernels' panels; ``forward`` and
+    ``cell`` equal ``rnn_forward(..., training=False)`` and ``rnn_cell`` bit for bit.
+    """
+
+    cdef readonly cnp.ndarray w_ih, w_hh, bias
+
+    def __repr__(self):
+        return (f"<PackedRNN input_size={self.input_size} hidden_size={self.hidden_size} "
+                f"precision={self.precision!r} bias={self.bias is not None}>")
+
+    def forward(self, x, h0=None, *, lengths=None):
+        """Inference over a whole sequence, as ``rnn_forward(x, w_ih, w_hh, bias, h0,
+        training=False, lengths=lengths)`` without its cache: returns y (T, B, H), h_n
+        (B, H)."""
+        cdef cnp.ndarray ax = self._sequence_input(x)
+        return _rnn_sequence(ax, self.w_ih, self.w_hh, self.bias, self.hidden_size, h0,
+                             lengths, False, self)[:2]
+
+    def cell(self, x_t, h):
+        """One inference step, as ``rnn_cell(x_t, h, w_ih, w_hh, bias)``: x_t (B, I),
+        h (B, H) -> h1 (B, H)."""
+        cdef cnp.ndarray ax = self._step_input(x_t)
+        cdef cnp.ndarray a_h = contiguous(state(h, "h", self.typenum, ax.shape[0],
+                                                self.hidden_size, "x_t", False))
+        return _rnn_step(contiguous(ax), a_h, self.w_ih, self.w_hh, self.bias, self)
+
+
+def pack_rnn(w_ih, w_hh, bias=None, *, nonlinearity="tanh", precision="float32"):
+    """Pack a vanilla RNN's weights once for any number of inference calls.
+
+    w_ih (H, I), w_hh (H, H), bias (H,) = b_ih + b_hh or None, float32 or float64;
+    nonlinearity "tanh" (the kernels' only one); precision "float32" or "float64".  Returns
+    an immutable PackedRNN whose ``forward(x, h0=None, *, lengths=None)`` and ``cell(x_t,
+    h)`` equal ``rnn_forward(training=False)`` and ``rnn_cell`` bit for bit.
+    """
+    _check_nonlinearity(nonlinearity)
+    cdef int typenum = _packed_precision(precision, "RNN")
+    cdef cnp.ndarray first = checked(w_ih, "w_ih", 2, "(H, I)", -1, "w_ih")
+    a_ih, a_hh, a_bias, H = weights(first, w_hh, bias, cnp.PyArray_TYPE(first),
+                                    first.shape[1], "w_ih", 1, "h")
+    cdef PackedRNN packed = PackedRNN.__new__(PackedRNN)
+    packed.precision = packed.kernel = precision
+    packed.typenum, packed.input_size, packed.hidden_size = typenum, a_ih.shape[1], H
+    packed.w_ih, packed.w_hh, packed.bias = _copies((a_ih, a_hh, a_bias), typenum)
+    _pack_panels(packed, packed.w_ih, packed.w_hh, 1)
+    return packed

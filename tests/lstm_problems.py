@@ -109,6 +109,19 @@ def run_python(script, *args, cwd, timeout, env=None):
     )
 
 
+def assert_refused_in_subprocess(setup, calls, *, cwd, timeout=120):
+    """Run `setup` and then each expression of `calls` in one fresh process: every one must
+    raise TypeError or ValueError (a crash would end the process with a signal instead)."""
+    script = (setup + "\nfor source in " + repr(list(calls)) + ":\n"
+              "    try:\n        eval(source)\n"
+              "    except (TypeError, ValueError):\n        pass\n"
+              "    else:\n        raise SystemExit('accepted: ' + source)\n"
+              "print('ok')\n")
+    result = run_python(script, cwd=cwd, timeout=timeout)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", (
+        result.returncode, result.stdout, result.stderr)
+
+
 def numeric_gradient(f, a, eps=1e-6):
     """Central differences of f with respect to every element of a (modified, then restored)."""
     g = np.empty_like(a)

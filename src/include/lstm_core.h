@@ -214,16 +214,18 @@ ptrdiff_t lstm_panels_size_f32(int K, int N, int gated);
 ptrdiff_t lstm_panels_size_f64(int K, int N, int gated);
 
 /*
- * lstm_pack_weights: w_ih.T and w_hh.T in gate panels, packed once for any number of
- * inference forwards (lc.pack_lstm), whose plans are then made prepacked.
+ * lstm_pack_weights: w_ih.T and w_hh.T in the panels of the cell of `gates` gate blocks (4 the
+ * LSTM, 3 the GRU, 1 the RNN: lstm_panels.inc, Layout), packed once for any number of
+ * inference forwards (lc.pack_lstm, pack_gru, pack_rnn), whose plans are then made prepacked.
  *
- *   panels     out  [lstm_panels_size(In, G, 4) + lstm_panels_size(H, G, 4)]: w_ih.T's
- *                   panels, then w_hh.T's
- *   w_ih, w_hh in   [G,I], [G,H]
+ *   panels     out  [lstm_panels_size(In, G, gated) + lstm_panels_size(H, G, gated)]
+ *                   (gated = gates, 0 for the RNN): w_ih.T's panels, then w_hh.T's
+ *   w_ih, w_hh in   [G,I], [G,H]  (G = gates * H)
  */
-void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H);
+void lstm_pack_weights_f32(float *panels, const float *w_ih, const float *w_hh, int In, int H,
+                           int gates);
 void lstm_pack_weights_f64(double *panels, const double *w_ih, const double *w_hh, int In,
-                           int H);
+                           int H, int gates);
 
 /*
  * lstm_forward: a whole sequence, as `plan` (made by lstm_plan_forward for these sizes and

@@ -179,7 +179,7 @@ static void plain(outputs *out)
         /* inference, with the weights packed once beforehand */                              \
         const ptrdiff_t ih = lstm_panels_size_##sfx(IN, G, 4);                                 \
         real *panels = malloc((size_t)(ih + lstm_panels_size_##sfx(H, G, 4)) * sizeof(real));   \
-        lstm_pack_weights_##sfx(panels, rw_ih, rw_hh, IN, H);                                  \
+        lstm_pack_weights_##sfx(panels, rw_ih, rw_hh, IN, H, 4);                               \
         const lstm_weights_##sfx packed = {rw_ih, rw_hh, rbias, panels, panels + ih,           \
                                            NULL, NULL};                                        \
         lstm_plan_forward(&plan, settings, T, B, IN, H, itemsize, 0);                          \

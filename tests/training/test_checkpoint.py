@@ -5,8 +5,6 @@ never interrupted, bit for bit; damaged and mismatched checkpoints are refused c
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import zipfile
 
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 
 import lstm_core as lc
+from lstm_problems import run_python
 
 # A run with every source of state: two LSTM layers with dropout between them and a Dropout
 # head (three generators), Adam (buffers and a step count), shuffling, validation, patience.
@@ -51,8 +50,9 @@ RUN = textwrap.dedent("""
 
 
 def run(mode, path, out):
-    return subprocess.run([sys.executable, "-c", RUN, mode, str(path), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    # from the folder of the files: `python -c` puts the working directory first on sys.path,
+    # and the source checkout's lstm_core folder has no compiled module
+    return run_python(RUN, mode, str(path), str(out), cwd=os.path.dirname(path), timeout=300)
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_bits(tmp_path):
