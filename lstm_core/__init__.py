@@ -14,6 +14,7 @@ On top of them (each module imports only the ones below it):
     optim   SGD, Adam, AdamW, clip_grad_norm, schedules
     train   fit, predict, evaluate
     io      save_model, load_model, Keras weight conversion
+    onnx_io to_onnx, from_onnx (optional: the onnx package)
     gates   gate_trace, lstm_gates: per-step i, f, g, o and c, views of the training cache
     plotting, demos (python -m lstm_core demo): optional, matplotlib for the figures
 """
@@ -40,6 +41,7 @@ from lstm_core._threads import get_num_threads, set_num_threads
 from lstm_core import _threadpool
 from lstm_core.gates import GateTrace, gate_trace, lstm_gates
 from lstm_core.io import from_keras_weights, load_model, save_model, to_keras_weights
+from lstm_core.onnx_io import from_onnx, to_onnx
 from lstm_core.heads import Dropout, ReLU, Sequential, Tanh
 from lstm_core.layers import LSTM, Linear, SequenceModel
 from lstm_core.losses import cross_entropy_loss, mse_loss
@@ -73,6 +75,7 @@ __all__ = [
     "fit",
     "free_workspace",
     "from_keras_weights",
+    "from_onnx",
     "gate_trace",
     "get_num_threads",
     "load_model",
@@ -88,6 +91,7 @@ __all__ = [
     "set_num_threads",
     "step_schedule",
     "to_keras_weights",
+    "to_onnx",
 ]
 
 # Vanilla RNN (tanh) and GRU: the same house, torch.nn.RNN's and torch.nn.GRU's conventions.
