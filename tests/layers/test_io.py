@@ -221,6 +221,9 @@ def _seeded_instances():
         "SequenceModel with a Sequential head": (lc.SequenceModel(
             lc.LSTM(2, 3, seed=16), lc.Sequential(lc.Linear(3, 5, seed=17), lc.ReLU(),
                                                   lc.Linear(5, 1, seed=18))), seq, None),
+        "LSTM in bfloat16": (lc.LSTM(2, 3, seed=19, precision="bfloat16"), seq, None),
+        "SequenceModel with an int8 LSTM": (lc.SequenceModel(
+            lc.LSTM(2, 3, seed=20, precision="int8"), lc.Linear(3, 1, seed=21)), seq, None),
         "TokenSequenceModel": (TokenSequenceModel(
             Embedding(20, 4, seed=9), lc.LSTM(4, 3, batch_first=True, seed=10),
             lc.Linear(3, 2, seed=11)), ids, np.array([5, 2, 4])),
