@@ -90,7 +90,7 @@ def _build(description: object) -> Model:
     raise ValueError(f"unknown model class {kind!r} in the configuration")
 
 
-def save_model(model: Model, path: str | os.PathLike[str]) -> None:
+def save_model(model: Model, path: str | os.PathLike[str], *, comm: Any = None) -> None:
     """Write model's configuration and parameters to path (an .npz archive), atomically.
 
     The file is written under a temporary name in the same folder, flushed to disk (fsync)
@@ -102,6 +102,9 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
         The model to save.
     path : str or path-like
         The file to write (replaced if it exists).
+    comm : mpi4py communicator, optional
+        In a data-parallel run (every rank holds the same model): rank 0 writes, once, and
+        every rank returns when the file is complete.
 
     Raises
     ------
@@ -120,7 +123,20 @@ def save_model(model: Model, path: str | os.PathLike[str]) -> None:
     3
     """
     description = json.dumps(_describe(model))
-    write_archive(path, {_CONFIG_KEY: np.array(description), **model.state_dict()}, "the model")
+    if comm is None:
+        write_archive(path, {_CONFIG_KEY: np.array(description), **model.state_dict()},
+                      "the model")
+        return
+    from lstm_core.distributed import Ranks
+    ranks = Ranks(comm)
+    error = None
+    if ranks.rank == 0:
+        try:
+            write_archive(path, {_CONFIG_KEY: np.array(description), **model.state_dict()},
+                          "the model")
+        except Exception as raised:
+            error = raised
+    ranks.check(error, f"saving the model to {os.fspath(path)}")
 
 
 def write_archive(path: str | os.PathLike[str], arrays: Mapping[str, NDArray[Any]],

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from lstm_core import checkpoint as checkpoints
+from lstm_core.distributed import Ranks
 from lstm_core._typing import FloatArray, IntArray
 from lstm_core.layers import LSTM, SequenceModel, check_lengths
 from lstm_core.losses import LossFunction, get_loss
@@ -310,19 +311,15 @@ def _check_optimizer(optimizer: Optimizer, model: SequenceModel) -> None:
 
 def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimizer,
                 data: _Data, batch: _Batch, totals: _Totals, clip_norm: float | None,
-                hx: Any = None) -> Any:
-    """One forward, backward and update on batch (x, y, lengths); returns the final state."""
+                hx: Any = None, ranks: Ranks | None = None) -> Any:
+    """One forward, backward and update on batch (x, y, lengths); returns the final state.
+    With ranks, batch is this rank's shard of the global batch: the gradients are summed over
+    the ranks, each weighted by its share of the batch's counted targets, before the update
+    (the one-process update on the whole batch, to round-off)."""
     x, targets, lengths = batch
     y = cast(NDArray[Any], targets)  # fit's data always has targets
     model.zero_grad()
-    out, state = model(x, hx, lengths, return_state=True)
     mask = data.loss_mask(lengths, x.shape[data.time_axis], y.ndim)
-    loss, grad = loss_fn(out, y, mask)
-    model.backward(grad)
-    _check_finite(loss, model.grads)
-    if clip_norm is not None:
-        clip_grad_norm(model.grads, clip_norm)
-    optimizer.step(model.grads)
     # the loss is a mean over the batch's counted targets: weight it by their number, so the
     # epoch's loss is the mean over all its targets (chunks of truncated BPTT may be shorter)
     if mask is not None:
@@ -331,9 +328,31 @@ def _train_step(model: SequenceModel, loss_fn: LossFunction, optimizer: Optimize
         weight = x.shape[data.batch_axis] * x.shape[data.time_axis]
     else:
         weight = x.shape[data.batch_axis]
-    totals.loss += loss * weight
-    totals.weight += weight
-    totals.add(out, y, mask)
+    loss, out, state, error = 0.0, None, hx, None
+    try:
+        if ranks is None or x.shape[data.batch_axis] > 0:  # a rank's shard may be empty
+            out, state = model(x, hx, lengths, return_state=True)
+            loss, grad = loss_fn(out, y, mask)
+            model.backward(grad)
+    except Exception as raised:
+        if ranks is None:
+            raise
+        error = raised
+    total = float(weight)
+    if ranks is not None:
+        total = ranks.check(error, "in a training step", [float(weight)])[0]
+        # sum over the ranks of (share of the targets) x (the shard's mean gradient); the
+        # shards' losses ride along in the same buffer
+        loss = ranks.sum_gradients(model.grads, weight / max(total, 1.0),
+                                   [loss * weight])[0] / max(total, 1.0)
+    _check_finite(loss, model.grads)
+    if clip_norm is not None:
+        clip_grad_norm(model.grads, clip_norm)
+    optimizer.step(model.grads)
+    totals.loss += loss * total
+    totals.weight += total
+    if out is not None:
+        totals.add(out, y, mask)
     return state
 
 
@@ -345,7 +364,7 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         tbptt: int | None = None, progress: bool | Literal["plain"] = True,
         metrics: Sequence[str] | None = None, validation_split: float = 0.0,
         callbacks: Sequence[Callback] = (), checkpoint: str | os.PathLike[str] | None = None,
-        resume: str | os.PathLike[str] | None = None) -> History:
+        resume: str | os.PathLike[str] | None = None, comm: Any = None) -> History:
     """Train `model` on (x, y) with mini-batches.
 
     Data layout follows the model's stack: x is (T, N, I), or (N, T, I) when batch_first.
@@ -414,6 +433,17 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         loss, tbptt, validation, patience) are required, and the result equals, bit for bit,
         that of the run had it never stopped.  ``epochs`` may be raised to train further.
         Pass the same path as checkpoint= to keep saving.
+    comm : mpi4py communicator, optional
+        Data-parallel training over its ranks (lstm_core.distributed): every rank calls fit
+        with the same model and the same arguments; each global batch is split into one
+        contiguous shard per rank, each rank runs forward and backward on its shard only, one
+        Allreduce sums the gradients weighted by each shard's share of the counted targets,
+        and every rank makes the same update: the result equals one-process training on the
+        same batches to round-off (dropout masks aside: each rank draws its own).  Rank 0's
+        parameters are broadcast first, after the ranks have checked that they hold the same
+        model and settings (ValueError otherwise).  Progress shows on rank 0 only, the
+        validation metrics and early stopping are rank 0's, checkpoints are written by rank 0.
+        An exception on one rank stops every rank (RankFailed on the others, naming it).
 
     Returns
     -------
@@ -475,6 +505,10 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
         data, val = _split(data, validation_split)
     optimizer = Adam(model.params) if optimizer is None else optimizer
     _check_optimizer(optimizer, model)
+    ranks = None if comm is None else Ranks(comm)
+    root = ranks is None or ranks.rank == 0
+    if not root:
+        progress = False
     rng = np.random.default_rng(seed)
     history = History()
     best, waited = np.inf, 0
@@ -485,6 +519,11 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                    "tbptt": tbptt, "patience": patience, "min_delta": min_delta,
                    "clip_norm": clip_norm, "metrics": list(chosen)}
     first_epoch, finished = 0, False
+    if ranks is not None:
+        ranks.agree({"model": model.config(), "optimizer": type(optimizer).__name__,
+                     "shapes": {k: list(v.shape) for k, v in model.params.items()},
+                     "epochs": epochs, **fingerprint})
+        ranks.broadcast(model.params)
     if resume is not None:
         saved = checkpoints.load(resume, model, optimizer, fingerprint, rng)
         first_epoch, finished = saved.epochs_done, saved.finished
@@ -502,16 +541,17 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
             display.epoch_start(epoch)
             order = _batches(data.size, batch_size, rng if shuffle else None)
             for number, index in enumerate(order, start=1):
-                batch = data.batch(index)
+                batch = data.batch(index if ranks is None else ranks.shard(index))
                 try:
                     if tbptt is None:
-                        _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm)
+                        _train_step(model, loss_fn, optimizer, data, batch, totals, clip_norm,
+                                    ranks=ranks)
                     else:
                         state = None  # each batch starts from zeros; chunks carry it on
                         for start in range(0, data.steps, tbptt):
                             chunk = data.chunk(*batch, start, min(start + tbptt, data.steps))
                             state = _train_step(model, loss_fn, optimizer, data, chunk, totals,
-                                                clip_norm, state)
+                                                clip_norm, state, ranks)
                 except _NonFinite as error:
                     restored = patience is not None and restore_best and best_state is not None
                     if restored:
@@ -523,6 +563,10 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                         "rate, clip the gradients with clip_norm, or check the data)"
                     ) from None
                 display.batch_done()
+            if ranks is not None:  # the metrics' sums over every rank's shards
+                (totals.hits, totals.counted, totals.abs_error,
+                 totals.elements) = ranks.sum([totals.hits, totals.counted, totals.abs_error,
+                                               totals.elements])
             logs = {"loss": totals.loss / max(totals.weight, 1), **totals.values()}
             if val is not None:
                 val_y = cast(NDArray[Any], val.y)  # validation data always has targets
@@ -530,10 +574,14 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                                      metrics=chosen).items():
                     logs["val_" + k] = v
             logs["lr"] = lr
+            if ranks is not None:  # every rank decides on rank 0's numbers
+                logs = ranks.from_root(logs)
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
             display.epoch_done(epoch, logs)
             stop = any([bool(hook(epoch + 1, dict(logs))) for hook in hooks["on_epoch_end"]])
+            if ranks is not None:
+                stop = ranks.from_root(stop)  # rank 0's callbacks decide
             if stop:
                 history.stopped_early = True
                 display.say(f"stopped by a callback after epoch {epoch + 1}")
@@ -549,7 +597,7 @@ def fit(model: SequenceModel, x: ArrayLike, y: ArrayLike, *, loss: str | LossFun
                         display.say(f"early stopping: {monitored_name} did not improve by more "
                                     f"than {min_delta:g} for {patience} epochs; stopped after "
                                     f"epoch {epoch + 1}")
-            if checkpoint is not None:
+            if checkpoint is not None and root:
                 checkpoints.save(checkpoint, model, optimizer, fingerprint, epoch + 1, stop,
                                  {"metrics": history.history, "best_epoch": history.best_epoch,
                                   "stopped_early": history.stopped_early},
@@ -597,7 +645,8 @@ def _split(data: _Data, fraction: float) -> tuple[_Data, _Data]:
 
 
 def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = None,
-            batch_size: int | None = None, hx: Any = None, return_state: bool = False) -> Any:
+            batch_size: int | None = None, hx: Any = None, return_state: bool = False,
+            comm: Any = None) -> Any:
     """The model's output for x in eval mode (no dropout, no caches).
 
     The model's mode is restored afterwards.  hx and return_state=True give stateful
@@ -618,6 +667,9 @@ def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = N
         The stack's initial state: (h0, c0) for an LSTM, h0 for a GRU or RNN.
     return_state : bool, default False
         Also return the stack's final state.
+    comm : mpi4py communicator, optional
+        Sharded inference: each rank computes a contiguous shard of the sequences and every
+        rank returns the whole output (and state), the same as one process's.
 
     Returns
     -------
@@ -635,6 +687,8 @@ def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = N
     """
     _check_model(model)
     data = _Data(model, x, None, lengths)
+    if comm is not None:
+        return _sharded_predict(model, data, Ranks(comm), batch_size, hx, return_state)
     if batch_size is None:
         batch_size = max(1, data.size)
     batch_size = _positive(batch_size, "batch_size")
@@ -661,10 +715,27 @@ def predict(model: SequenceModel, x: ArrayLike, *, lengths: ArrayLike | None = N
     return out
 
 
+def _sharded_predict(model: SequenceModel, data: _Data, ranks: Ranks, batch_size: int | None,
+                     hx: Any, return_state: bool) -> Any:
+    """predict over ranks: each rank computes a contiguous shard of the sequences, and every
+    rank returns the whole output (and state), gathered in rank order."""
+    index = ranks.shard(np.arange(data.size))
+    part = data.subset(index)
+    shard_hx = None
+    if hx is not None:
+        shard_hx = _state_like([np.take(a, index, axis=1) for a in _state_arrays(hx)], model)
+    out, state = predict(model, part.x, lengths=part.lengths, batch_size=batch_size,
+                         hx=shard_hx, return_state=True)
+    out = ranks.gather(out, data.batch_axis if model.output == "all" else 0)
+    if return_state:
+        return out, _state_like([ranks.gather(a, 1) for a in _state_arrays(state)], model)
+    return out
+
+
 def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
              loss: str | LossFunction = "mse", lengths: ArrayLike | None = None,
              batch_size: int | None = None,
-             metrics: Sequence[str] | None = None) -> dict[str, float]:
+             metrics: Sequence[str] | None = None, comm: Any = None) -> dict[str, float]:
     """The loss (and metrics) of the model on (x, y) in eval mode.
 
     Parameters
@@ -683,6 +754,9 @@ def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
         Run that many sequences at a time (None: all at once).
     metrics : list of str, optional
         As fit's: "accuracy", "mae"; default "accuracy" with integer labels.
+    comm : mpi4py communicator, optional
+        The outputs computed sharded over its ranks, as predict's; every rank returns the
+        same numbers.
 
     Returns
     -------
@@ -700,7 +774,7 @@ def evaluate(model: SequenceModel, x: ArrayLike, y: ArrayLike, *,
     loss_fn = get_loss(loss)
     data = _Data(model, x, y, lengths)
     chosen = _metrics(metrics, cast(NDArray[Any], data.y))
-    out = predict(model, data.x, lengths=data.lengths, batch_size=batch_size)
+    out = predict(model, data.x, lengths=data.lengths, batch_size=batch_size, comm=comm)
     targets = cast(NDArray[Any], data.y)  # given: evaluate's y is required
     mask = data.loss_mask(data.lengths, data.steps, targets.ndim)
     value, _ = loss_fn(out, targets, mask)
