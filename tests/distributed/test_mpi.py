@@ -53,7 +53,14 @@ if mode == "predict":
     model.eval()
     got = lc.predict(model, x, lengths=lengths, comm=comm)
     ev = lc.evaluate(model, x, y, lengths=lengths, comm=comm, metrics=["mae"])
+    # time-major, every step: gathered along the batch axis 1, with the final states
+    per_step = lc.SequenceModel(lc.GRU(3, 4, dtype=np.float64, seed=3),
+                                lc.Linear(4, 2, dtype=np.float64, seed=4), output="all")
+    steps, h_n = lc.predict(per_step, x.transpose(1, 0, 2), lengths=lengths, comm=comm,
+                            return_state=True)
     if comm.rank == 0:
+        np.save(out + ".steps.npy", steps)
+        np.save(out + ".h_n.npy", h_n)
         np.save(out + ".npy", got)
         with open(out + ".json", "w") as f:
             json.dump(ev, f)
@@ -123,6 +130,11 @@ def test_sharded_predict_and_evaluate_equal_one_process(tmp_path):
                                      seed=1), lc.Linear(5, 1, dtype=np.float64, seed=7))
     np.testing.assert_allclose(np.load(out + ".npy"), lc.predict(model, x, lengths=lengths),
                                rtol=0, atol=1e-12)
+    per_step = lc.SequenceModel(lc.GRU(3, 4, dtype=np.float64, seed=3),
+                                lc.Linear(4, 2, dtype=np.float64, seed=4), output="all")
+    steps, h_n = lc.predict(per_step, x.transpose(1, 0, 2), lengths=lengths, return_state=True)
+    np.testing.assert_allclose(np.load(out + ".steps.npy"), steps, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.load(out + ".h_n.npy"), h_n, rtol=0, atol=1e-12)
     want = lc.evaluate(model, x, y, lengths=lengths, metrics=["mae"])
     got = json.loads(Path(out + ".json").read_text())
     assert got.keys() == want.keys()
@@ -163,3 +175,9 @@ def test_the_example_trains_over_two_ranks(tmp_path):
     result = run_python(launcher, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "2 ranks: 3 epochs" in result.stdout and (tmp_path / "sunspots_distributed.npz").exists()
+
+
+def test_import_lstm_core_never_imports_mpi4py(tmp_path):
+    result = run_python("import sys, lstm_core; print('mpi4py' in sys.modules)", cwd=tmp_path,
+                        timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
