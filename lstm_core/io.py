@@ -247,7 +247,8 @@ def load_model(path: str | os.PathLike[str]) -> Model:
 # ----------------------------------------------------------------------------- Keras layout
 
 def from_keras_weights(weights: Sequence[ArrayLike], *, layer: int = 0,
-                       reverse: bool = False) -> dict[str, NDArray[Any]]:
+                       reverse: bool = False, activation: str = "tanh",
+                       recurrent_activation: str = "sigmoid") -> dict[str, NDArray[Any]]:
     """Torch-named parameters of one LSTM layer and direction from Keras's weight list.
 
     Merge the dicts of every layer and pass them to LSTM.load_state_dict.
@@ -263,6 +264,11 @@ def from_keras_weights(weights: Sequence[ArrayLike], *, layer: int = 0,
         The layer index k of the names.
     reverse : bool, default False
         Name them for the reverse direction ("_reverse" suffix).
+    activation, recurrent_activation : str, default "tanh", "sigmoid"
+        The Keras layer's own (``layer.get_config()``): the kernels compute tanh and the
+        logistic sigmoid, Keras 2.3+'s defaults.  Anything else, such as Keras 1/2.0's
+        default recurrent_activation="hard_sigmoid" (max(0, min(1, 0.2 x + 0.5))), is
+        refused rather than silently computed as sigmoid.
 
     Returns
     -------
@@ -274,7 +280,15 @@ def from_keras_weights(weights: Sequence[ArrayLike], *, layer: int = 0,
     ------
     ValueError
         For a list of another length or arrays of inconsistent shapes.
+    NotImplementedError
+        For an activation or recurrent_activation the kernels do not compute.
     """
+    if activation != "tanh" or recurrent_activation != "sigmoid":
+        raise NotImplementedError(
+            f"the Keras layer uses activation={activation!r}, recurrent_activation="
+            f"{recurrent_activation!r}; lstm_core's kernels compute tanh and the logistic "
+            "sigmoid (Keras's defaults since 2.3), so its weights would give another model. "
+            "Retrain the Keras layer with recurrent_activation='sigmoid' before converting")
     if not isinstance(weights, (list, tuple)) or len(weights) not in (2, 3):
         raise ValueError("weights must be [kernel, recurrent_kernel] or "
                          "[kernel, recurrent_kernel, bias]")

@@ -282,3 +282,13 @@ def test_a_newer_format_version_is_refused(tmp_path):
     with pytest.raises(ValueError, match=rf"version {lstm_core.io.VERSION + 1} \(this is "
                                          rf"{lstm_core.io.VERSION}\)"):
         lc.load_model(path)
+
+
+def test_keras_activations_the_kernels_do_not_compute_are_refused():
+    weights = [np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(8)]
+    assert set(lc.from_keras_weights(weights, recurrent_activation="sigmoid")) == {
+        "weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"}
+    with pytest.raises(NotImplementedError, match="recurrent_activation='hard_sigmoid'"):
+        lc.from_keras_weights(weights, recurrent_activation="hard_sigmoid")
+    with pytest.raises(NotImplementedError, match="activation='relu'"):
+        lc.from_keras_weights(weights, activation="relu")

@@ -96,3 +96,16 @@ def test_cell_matches_torch_lstm_cell():
     h1, c1 = lc.lstm_cell(p.x[0], p.h0, p.c0, p.w_ih, p.w_hh, p.bias)
     assert_close(h1, h1_t.numpy(), "h1")
     assert_close(c1, c1_t.numpy(), "c1")
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_the_documented_one_liner_moves_a_stack_to_torch(cls):
+    # docs/user_guide/interchange.rst: torch's load_state_dict takes the stack's state_dict
+    # as tensors, with no renaming, and computes the same outputs
+    ours = getattr(lc, cls)(3, 4, num_layers=2, bidirectional=True, seed=0).eval()
+    theirs = getattr(torch.nn, cls)(3, 4, num_layers=2, bidirectional=True)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((5, 2, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = theirs(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(ours(x)[0], want, rtol=0, atol=1e-5)
